@@ -1,0 +1,14 @@
+"""The NASNet-A CIFAR subnetwork."""
+
+from keras_adanas.nasnet.model import AUX_LOGITS, LOGITS, NASNetA, minimum_image_size
+from keras_adanas.nasnet.ops import DropPath, drop_path_layers, set_drop_path_schedule
+
+__all__ = [
+    "AUX_LOGITS",
+    "LOGITS",
+    "DropPath",
+    "NASNetA",
+    "drop_path_layers",
+    "minimum_image_size",
+    "set_drop_path_schedule",
+]
