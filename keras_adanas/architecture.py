@@ -49,8 +49,7 @@ class Architecture:
                 )
         if self.depth < 1:
             raise ValueError(
-                f"`depth` (N, normal cells per stack) must be >= 1. "
-                f"Received: depth={self.depth}"
+                f"`depth` (N, normal cells per stack) must be >= 1. Received: depth={self.depth}"
             )
         if self.filters <= 0 or self.filters % FILTER_MULTIPLE:
             raise ValueError(

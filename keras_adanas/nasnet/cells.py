@@ -119,7 +119,13 @@ def _apply_cell(x, prev, factory, filters, cell_index, name, spec, output, strid
     for i, (left, right) in enumerate(spec):
         states.append(
             _combine(
-                states, left, right, factory, filters, strides, cell_index,
+                states,
+                left,
+                right,
+                factory,
+                filters,
+                strides,
+                cell_index,
                 name=f"{name}_comb_{i}",
             )
         )
@@ -144,8 +150,15 @@ def apply_normal_cell(x, prev, factory, filters, cell_index, name):
         name: str, prefix of the cell's layer names.
     """
     return _apply_cell(
-        x, prev, factory, filters, cell_index, name,
-        NORMAL_CELL, NORMAL_CELL_OUTPUT, strides=1,
+        x,
+        prev,
+        factory,
+        filters,
+        cell_index,
+        name,
+        NORMAL_CELL,
+        NORMAL_CELL_OUTPUT,
+        strides=1,
     )
 
 
@@ -155,6 +168,13 @@ def apply_reduction_cell(x, prev, factory, filters, cell_index, name):
     Args as `apply_normal_cell`.
     """
     return _apply_cell(
-        x, prev, factory, filters, cell_index, name,
-        REDUCTION_CELL, REDUCTION_CELL_OUTPUT, strides=2,
+        x,
+        prev,
+        factory,
+        filters,
+        cell_index,
+        name,
+        REDUCTION_CELL,
+        REDUCTION_CELL_OUTPUT,
+        strides=2,
     )

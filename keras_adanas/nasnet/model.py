@@ -80,22 +80,16 @@ class NASNetA(keras.Model):
         architecture = Architecture.parse(architecture)
         image_shape = _validate_image_shape(image_shape, include_auxiliary_head)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError(
-                f"`num_classes` must be an int. Received: num_classes={num_classes!r}"
-            )
+            raise TypeError(f"`num_classes` must be an int. Received: num_classes={num_classes!r}")
         if num_classes < 2:
-            raise ValueError(
-                f"`num_classes` must be >= 2. Received: num_classes={num_classes}"
-            )
+            raise ValueError(f"`num_classes` must be >= 2. Received: num_classes={num_classes}")
         if not 0.0 < float(drop_path_keep_prob) <= 1.0:
             raise ValueError(
                 "`drop_path_keep_prob` must be in (0, 1]. Received: "
                 f"drop_path_keep_prob={drop_path_keep_prob}"
             )
         if float(weight_decay) < 0:
-            raise ValueError(
-                f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay}"
-            )
+            raise ValueError(f"`weight_decay` must be >= 0. Received: weight_decay={weight_decay}")
 
         depth, f0 = architecture.depth, architecture.stem_filters
         num_cells = architecture.num_cells
@@ -118,14 +112,22 @@ class NASNetA(keras.Model):
             filters = f0 * 2**stack
             if stack > 0:
                 reduced = apply_reduction_cell(
-                    x, prev, factory, filters, cell_index,
+                    x,
+                    prev,
+                    factory,
+                    filters,
+                    cell_index,
                     name=f"reduction_cell_{stack - 1}",
                 )
                 prev, x = x, reduced
                 cell_index += 1
             for i in range(depth):
                 out = apply_normal_cell(
-                    x, prev, factory, filters, cell_index,
+                    x,
+                    prev,
+                    factory,
+                    filters,
+                    cell_index,
                     name=f"cell_{stack * depth + i}",
                 )
                 prev, x = x, out
@@ -159,7 +161,7 @@ class NASNetA(keras.Model):
         if not self.include_auxiliary_head:
             return self
         logits = self.get_layer(LOGITS).output
-        return keras.Model(self.inputs, logits, name=name or f"{self.name}_served")
+        return keras.Model(self.input, logits, name=name or f"{self.name}_served")
 
     def get_config(self):
         return {

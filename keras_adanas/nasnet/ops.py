@@ -73,9 +73,7 @@ class DropPath(keras.layers.Layer):
                 f"cell_index={cell_index}, num_cells={num_cells}"
             )
         if not 0.0 < float(keep_prob) <= 1.0:
-            raise ValueError(
-                f"`keep_prob` must be in (0, 1]. Received: keep_prob={keep_prob}"
-            )
+            raise ValueError(f"`keep_prob` must be in (0, 1]. Received: keep_prob={keep_prob}")
         self.cell_index = int(cell_index)
         self.num_cells = int(num_cells)
         self.keep_prob = float(keep_prob)
@@ -217,9 +215,7 @@ class LayerFactory:
         )
 
     def batch_norm(self, name):
-        return keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
-        )
+        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
     def dense(self, units, name):
         return keras.layers.Dense(

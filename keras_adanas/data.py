@@ -1,0 +1,559 @@
+"""Input pipeline: loading labelled images and the CIFAR augmentation.
+
+Sources accepted by `load_images`: NumPy arrays `(x, y)`, a `tf.data.Dataset`
+of `(image, label)`, an `.npz` file with `x_train/y_train/x_test/y_test`, a
+folder of images in class subfolders, and the names `"cifar10"`, `"cifar100"`,
+`"mnist"`, `"fashion_mnist"` (through `keras.datasets`, which downloads).
+
+Images stay raw: uint8 or float32 pixels in [0, 255]. Scaling to [-1, 1]
+happens inside the model, so a saved model takes raw images. This module is the
+one place that builds `tf.data` pipelines; it works under every Keras backend.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+try:
+    import tensorflow as tf
+except ImportError as error:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "keras_adanas needs TensorFlow for its tf.data input pipeline. Install "
+        'it with `pip install "keras-adanas[cpu]"` (CPU) or '
+        '`pip install "keras-adanas[gpu]"` (NVIDIA GPU).'
+    ) from error
+
+KERAS_DATASETS = {
+    "cifar10": 10,
+    "cifar100": 100,
+    "mnist": 10,
+    "fashion_mnist": 10,
+}
+SPLITS = ("train", "test")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+DATA_DIR_ENV = "ADANAS_DATA_DIR"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabeledImages:
+    """Validated images with class-index labels.
+
+    Build it with `load_images()`, which validates; the constructor trusts its
+    arguments.
+
+    Attributes:
+        images: array `(N, H, W, C)`, uint8 or float32, pixels in [0, 255].
+        labels: int32 array `(N,)` of indices into `classes`, or None.
+        classes: tuple of the label values, index `i` standing for class `i`.
+        class_names: tuple of display names, one per class.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    classes: tuple
+    class_names: tuple
+
+    def __len__(self):
+        return int(self.images.shape[0])
+
+    @property
+    def image_shape(self):
+        """`(height, width, channels)` as Python ints."""
+        return tuple(int(d) for d in self.images.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    def training_dataset(
+        self,
+        batch_size,
+        *,
+        augment=True,
+        shuffle=True,
+        repeat=False,
+        drop_remainder=False,
+        seed=None,
+    ):
+        """Returns a prefetched `tf.data.Dataset` of `(images, labels)` batches.
+
+        Images come out float32 in [0, 255], labels int32.
+
+        Args:
+            batch_size: int, examples per batch.
+            augment: bool, whether to apply `CIFARAugmentation` (pad and random
+                crop, horizontal flip, cutout).
+            shuffle: bool, whether to reshuffle every epoch.
+            repeat: bool, whether to repeat forever.
+            drop_remainder: bool, whether to drop the last, smaller batch.
+            seed: int or None, seed of the shuffling and the augmentation.
+
+        Returns:
+            A `tf.data.Dataset`.
+        """
+        batch_size = _validate_batch_size(batch_size)
+        if self.labels is None:
+            raise ValueError("Training data needs labels. Received: labels=None")
+        dataset = tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
+        augmentation = CIFARAugmentation(self.image_shape, seed=seed) if augment else None
+        if augmentation is not None:
+            dataset = dataset.map(
+                lambda x, y: (augmentation.crop(tf.cast(x, "float32")), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        else:
+            dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        if augmentation is not None:
+            dataset = dataset.map(
+                lambda x, y: (augmentation.flip_and_cutout(x), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def evaluation_dataset(self, batch_size):
+        """Returns batches without augmentation, in order.
+
+        Elements are `(images, labels)`, or `images` alone when there are no
+        labels.
+        """
+        batch_size = _validate_batch_size(batch_size)
+        if self.labels is None:
+            dataset = tf.data.Dataset.from_tensor_slices(self.images).map(
+                lambda x: tf.cast(x, "float32")
+            )
+        else:
+            dataset = tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+            dataset = dataset.map(_to_float)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _to_float(image, label):
+    return tf.cast(image, "float32"), label
+
+
+class CIFARAugmentation:
+    """The CIFAR training augmentation, from Keras preprocessing layers.
+
+    Pads each image by `padding` zero pixels and crops it back at a random
+    offset (`keras.layers.RandomCrop`, applied per image because it draws one
+    offset per call), flips it horizontally at random (`keras.layers.RandomFlip`)
+    and erases one `cutout_size` square with 127.5, the value that scales to 0
+    in the model (`keras.layers.RandomErasing`). On non-square images the
+    erased rectangle keeps the cutout's fraction of each side.
+
+    Args:
+        image_shape: `(height, width, channels)`.
+        padding: int, pixels of zero padding on each side before the crop.
+        cutout_size: int, side of the erased square, at most the image side.
+        seed: int or None.
+
+    Example:
+
+    >>> augmentation = CIFARAugmentation((32, 32, 3), seed=1)
+    >>> images = augmentation(tf.zeros((8, 32, 32, 3)))
+    """
+
+    def __init__(self, image_shape, padding=4, cutout_size=16, seed=None):
+        height, width, _ = (int(d) for d in image_shape)
+        if int(padding) < 0:
+            raise ValueError(f"`padding` must be >= 0. Received: padding={padding}")
+        if not 0 < int(cutout_size) <= min(height, width):
+            raise ValueError(
+                "`cutout_size` must be in [1, min(height, width)]. Received: "
+                f"cutout_size={cutout_size}, image_shape={tuple(image_shape)}"
+            )
+        self.padding = int(padding)
+        seeds = [None] * 3 if seed is None else [seed, seed + 1, seed + 2]
+        self.random_crop = keras.layers.RandomCrop(height, width, seed=seeds[0])
+        self.random_flip = keras.layers.RandomFlip("horizontal", seed=seeds[1])
+        # RandomErasing draws side = sqrt(scale) * image side.
+        fraction = int(cutout_size) / max(height, width)
+        self.cutout = keras.layers.RandomErasing(
+            factor=(1.0, 1.0),
+            scale=(fraction**2, fraction**2),
+            fill_value=127.5,
+            value_range=(0, 255),
+            seed=seeds[2],
+        )
+
+    def crop(self, image):
+        """Pad and random crop of one `(H, W, C)` image."""
+        p = self.padding
+        image = tf.pad(image, [[p, p], [p, p], [0, 0]])
+        return self.random_crop(image, training=True)
+
+    def flip_and_cutout(self, images):
+        """Random horizontal flip and cutout of a batch, per image."""
+        images = self.random_flip(images, training=True)
+        return self.cutout(images, training=True)
+
+    def __call__(self, images):
+        """Augments a batch `(B, H, W, C)` of float images in [0, 255]."""
+        images = tf.map_fn(self.crop, images)
+        return self.flip_and_cutout(images)
+
+
+def load_images(source, y=None, *, split="train", classes=None):
+    """Loads and validates labelled images from any supported source.
+
+    Args:
+        source: NumPy images `(N, H, W, C)` or `(N, H, W)` (then `y` holds
+            the labels), a pair `(x, y)`, a `tf.data.Dataset` of
+            `(image, label)` (batched or not; it is read into memory), a path
+            to an `.npz` file or to a folder of class subfolders, or one of
+            `"cifar10"`, `"cifar100"`, `"mnist"`, `"fashion_mnist"`.
+        y: labels when `source` is an array of images; None otherwise.
+            Labels may be ints (class indices) or strings (class names).
+        split: `"train"` or `"test"`, for the sources that have splits
+            (`.npz` files and `keras.datasets` names).
+        classes: None to infer the classes (ints: `0..max`, strings: sorted),
+            an int number of classes (int labels must lie in `[0, classes)`),
+            or the sequence of label values, for example a fitted
+            classifier's `classes_`; labels outside it are an error.
+
+    Returns:
+        A `LabeledImages`.
+
+    Example:
+
+    >>> data = load_images("cifar10-dev.npz", split="test")
+    >>> data.image_shape, data.num_classes
+    ((32, 32, 3), 10)
+    """
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+    class_names = None
+    if isinstance(source, tf.data.Dataset):
+        _require_no_y(y, "a tf.data.Dataset")
+        x, y = _read_dataset(source)
+    elif isinstance(source, (str, os.PathLike)):
+        _require_no_y(y, "a path or dataset name")
+        x, y, class_names, classes = _read_path(os.fspath(source), split, classes)
+    elif isinstance(source, tuple) and len(source) == 2 and y is None:
+        x, y = source
+    else:
+        x = source
+    images = _validate_images(x)
+    if y is None:
+        if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+            classes = range(int(classes))
+        classes = tuple(classes or ())
+        return LabeledImages(images, None, classes, _class_names(classes, class_names))
+    labels, classes = _encode_labels(y, len(images), classes)
+    names = _class_names(classes, class_names)
+    return LabeledImages(images, labels, classes, names)
+
+
+def default_data_dir():
+    """`$ADANAS_DATA_DIR`, else `../shared/data` beside the current directory."""
+    return os.environ.get(DATA_DIR_ENV) or os.path.join(os.pardir, "shared", "data")
+
+
+def _require_no_y(y, what):
+    if y is not None:
+        raise ValueError(
+            f"`y` must be None when the data is {what}; its labels come with it. "
+            f"Received: y of type {type(y).__name__}"
+        )
+
+
+def _validate_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"`batch_size` must be an int. Received: batch_size={batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
+    return int(batch_size)
+
+
+def _validate_images(x):
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(
+            "Images must be a NumPy array (N, H, W, C) or (N, H, W). Received: "
+            f"images of type {type(x).__name__}"
+        )
+    try:
+        images = np.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Images must be a NumPy array (N, H, W, C) or (N, H, W). Received: "
+            f"images of type {type(x).__name__} ({error})"
+        ) from None
+    if images.dtype == bool or not (
+        np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
+    ):
+        raise TypeError(
+            "Images must hold integer or float pixel values. Received: images "
+            f"with dtype={images.dtype}"
+        )
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4:
+        raise ValueError(
+            "Images must have rank 4 (N, H, W, C), or rank 3 (N, H, W) for "
+            f"grayscale. Received: images.shape={images.shape}"
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"The data is empty. Received: images.shape={images.shape}")
+    if min(images.shape[1:]) == 0:
+        raise ValueError(f"Images must not be empty. Received: images.shape={images.shape}")
+    if np.issubdtype(images.dtype, np.floating):
+        if not np.all(np.isfinite(images)):
+            bad = int(np.count_nonzero(~np.isfinite(images)))
+            raise ValueError(
+                f"Images must not contain NaN or infinite pixels. Received: {bad} "
+                "NaN or infinite pixel values"
+            )
+    low, high = images.min(), images.max()
+    if low < 0 or high > 255:
+        raise ValueError(
+            "Pixel values must lie in [0, 255] (raw images; the model scales "
+            f"them). Received: values in [{low}, {high}]"
+        )
+    if np.issubdtype(images.dtype, np.floating) and high <= 1.0 and images.size > 1:
+        raise ValueError(
+            "Pixel values must be raw [0, 255] values, but all of them are in "
+            f"[0, 1]: multiply the images by 255. Received: max pixel value {high}"
+        )
+    if images.dtype != np.uint8:
+        images = images.astype(np.float32)
+    return images
+
+
+def _encode_labels(y, num_images, classes):
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            f"Labels must have shape (N,) or (N, 1). Received: labels.shape={labels.shape}"
+        )
+    if labels.shape[0] != num_images:
+        raise ValueError(
+            "Images and labels must have the same length. Received: "
+            f"{num_images} images and {labels.shape[0]} labels"
+        )
+    if labels.dtype.kind == "S":
+        labels = labels.astype(str)
+    if (
+        labels.dtype.kind == "f"
+        and np.all(np.isfinite(labels))
+        and np.all(labels == np.round(labels))
+    ):
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind in "iu":
+        return _encode_int_labels(labels, classes)
+    if labels.dtype.kind in "UO":
+        return _encode_named_labels(labels.astype(str), classes)
+    raise TypeError(
+        "Labels must be ints (class indices) or strings (class names). "
+        f"Received: labels with dtype={labels.dtype}"
+    )
+
+
+def _encode_int_labels(labels, classes):
+    if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
+        if classes < 2:
+            raise ValueError(f"`classes` must be >= 2. Received: classes={classes}")
+        classes = tuple(range(int(classes)))
+    if classes is None:
+        if labels.min() < 0:
+            raise ValueError(
+                "Integer labels are class indices and must be >= 0. Received: "
+                f"a label of {labels.min()}"
+            )
+        classes = tuple(range(int(labels.max()) + 1))
+        if len(classes) < 2:
+            raise ValueError(
+                "Classification needs at least 2 classes. Received: labels that "
+                f"are all {labels.max()}"
+            )
+        return labels.astype(np.int32), classes
+    return _encode_with_classes(labels.tolist(), classes)
+
+
+def _encode_named_labels(labels, classes):
+    if classes is None:
+        classes = tuple(sorted(set(labels.tolist())))
+        if len(classes) < 2:
+            raise ValueError(
+                "Classification needs at least 2 classes. Received: labels that "
+                f"are all {classes[0]!r}"
+            )
+    return _encode_with_classes(labels.tolist(), classes)
+
+
+def _encode_with_classes(values, classes):
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise TypeError(
+            "`classes` must be None, an int or a sequence of label values. "
+            f"Received: classes={classes!r}"
+        )
+    classes = tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
+    index = {c: i for i, c in enumerate(classes)}
+    if len(index) != len(classes):
+        raise ValueError(f"`classes` must not repeat a value. Received: classes={classes}")
+    unknown = sorted({v for v in values if v not in index}, key=str)
+    if unknown:
+        raise ValueError(
+            f"Labels must be among the {len(classes)} classes "
+            f"{_preview(classes)}. Received: labels outside the class range: "
+            f"{_preview(unknown)}"
+        )
+    return np.asarray([index[v] for v in values], dtype=np.int32), classes
+
+
+def _preview(values, limit=8):
+    values = list(values)
+    text = ", ".join(repr(v) for v in values[:limit])
+    return f"[{text}{', ...' if len(values) > limit else ''}]"
+
+
+def _class_names(classes, class_names):
+    if not classes or isinstance(classes, (int, np.integer)):
+        return tuple(class_names or ())
+    if class_names is not None and len(class_names) == len(classes):
+        return tuple(str(n) for n in class_names)
+    return tuple(str(c) for c in classes)
+
+
+def _read_dataset(dataset):
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise ValueError(
+            f"A tf.data.Dataset must yield (image, label) pairs. Received: element_spec={spec}"
+        )
+    image_spec, label_spec = spec
+    batched = _is_batched(image_spec.shape, label_spec.shape)
+    images, labels = [], []
+    for image, label in dataset.as_numpy_iterator():
+        if batched:
+            images.extend(image)
+            labels.extend(np.reshape(label, (len(label), -1))[:, 0])
+        else:
+            images.append(image)
+            labels.append(np.reshape(label, (-1,))[0])
+    if not images:
+        raise ValueError("The data is empty. Received: a tf.data.Dataset with no elements")
+    shapes = {np.shape(image) for image in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            "All images must have the same shape. Received: a tf.data.Dataset "
+            f"with image shapes {sorted(shapes)}"
+        )
+    labels = [v.decode() if isinstance(v, bytes) else v for v in labels]
+    return np.stack(images), np.asarray(labels)
+
+
+def _is_batched(image_shape, label_shape):
+    """(B, H, W, C) images are batched, (H, W) not; (B, H, W) vs (H, W, C)
+    tells by the labels: unbatched labels are scalars or single values."""
+    if image_shape.rank == 4:
+        return True
+    if image_shape.rank == 3:
+        return (
+            label_shape.rank is not None
+            and label_shape.rank >= 1
+            and (label_shape.as_list() != [1])
+        )
+    return False
+
+
+def _read_path(path, split, classes):
+    """Returns (images, labels, class_names, classes) for a path or a name."""
+    if path in KERAS_DATASETS:
+        loader = getattr(keras.datasets, path)
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
+        return x, y, None, classes if classes is not None else KERAS_DATASETS[path]
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            "The data path does not exist and is not a dataset name (one of "
+            f"{sorted(KERAS_DATASETS)}). Received: {path!r}"
+        )
+    if os.path.isdir(path):
+        x, y = _read_folder(path)
+        return x, y, None, classes
+    return _read_npz(path, split, classes)
+
+
+def _read_npz(path, split, classes):
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not read an .npz file at {path!r}: {error}") from None
+    with archive:
+        keys = ("x_train", "y_train", "x_test", "y_test")
+        missing = [k for k in keys if k not in archive.files]
+        if missing:
+            raise ValueError(
+                f"An .npz data file must hold {list(keys)}. Received: {path!r} "
+                f"without {missing} (it holds {sorted(archive.files)})"
+            )
+        x, y = archive[f"x_{split}"], archive[f"y_{split}"]
+        class_names = archive["class_names"].tolist() if "class_names" in archive.files else None
+        if classes is None:
+            # One class mapping for both splits, so train and test agree.
+            both = np.concatenate([np.ravel(archive["y_train"]), np.ravel(archive["y_test"])])
+            if class_names is not None and both.dtype.kind in "iu":
+                classes = len(class_names)
+            elif both.dtype.kind in "iu":
+                classes = int(both.max()) + 1 if both.min() >= 0 else None
+            else:
+                classes = tuple(sorted(set(both.astype(str).tolist())))
+    return x, y, class_names, classes
+
+
+def _read_folder(path):
+    from PIL import Image
+
+    class_dirs = sorted(
+        d
+        for d in os.listdir(path)
+        if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
+    )
+    if not class_dirs:
+        raise ValueError(
+            "An image folder must hold one subfolder of images per class. "
+            f"Received: {path!r} with no subfolders"
+        )
+    arrays, labels, files = [], [], []
+    for name in class_dirs:
+        for file in sorted(os.listdir(os.path.join(path, name))):
+            if not file.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            file_path = os.path.join(path, name, file)
+            try:
+                with Image.open(file_path) as image:
+                    if image.mode not in ("L", "RGB"):
+                        image = image.convert("RGB")
+                    arrays.append(np.asarray(image))
+            except OSError as error:
+                raise ValueError(f"Could not read the image {file_path!r}: {error}") from None
+            labels.append(name)
+            files.append(file_path)
+    if not arrays:
+        raise ValueError(
+            f"The data is empty. Received: {path!r} with no image files "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    sizes = {a.shape[:2] for a in arrays}
+    if len(sizes) > 1:
+        first = {}
+        for a, f in zip(arrays, files, strict=False):
+            first.setdefault(a.shape[:2], f)
+        examples = ", ".join(f"{h}x{w} ({f})" for (h, w), f in sorted(first.items())[:3])
+        raise ValueError(
+            "All images in a folder must have the same size; resize them first. "
+            f"Received: sizes {examples}"
+        )
+    if any(a.ndim == 3 for a in arrays):
+        # Mixed grayscale and colour files: grayscale ones become RGB.
+        arrays = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in arrays]
+    return np.stack(arrays), np.asarray(labels)

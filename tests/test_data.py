@@ -1,0 +1,286 @@
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_adanas.data import CIFARAugmentation, LabeledImages, load_images
+
+RNG = np.random.default_rng(0)
+
+
+def random_images(n, shape=(32, 32, 3)):
+    return RNG.integers(0, 256, (n, *shape), dtype=np.uint8)
+
+
+def write_folder(root, sizes_by_class, mode="RGB"):
+    for class_name, sizes in sizes_by_class.items():
+        os.makedirs(root / class_name, exist_ok=True)
+        for i, (h, w) in enumerate(sizes):
+            channels = 1 if mode == "L" else 3
+            array = RNG.integers(0, 256, (h, w, channels), dtype=np.uint8)
+            Image.fromarray(array.squeeze(-1) if mode == "L" else array, mode=mode).save(
+                root / class_name / f"{i}.png"
+            )
+
+
+# === Sources ===
+
+
+def test_npz_splits_share_one_class_mapping(cifar10_path):
+    train = load_images(cifar10_path)
+    test = load_images(cifar10_path, split="test")
+    assert isinstance(train, LabeledImages)
+    assert (len(train), len(test)) == (5000, 2000)
+    assert train.image_shape == (32, 32, 3) and train.images.dtype == np.uint8
+    assert train.classes == test.classes == tuple(range(10))
+    assert train.class_names[:2] == ("airplane", "automobile")
+    assert train.labels.dtype == np.int32
+    assert np.bincount(train.labels).tolist() == [500] * 10
+
+
+def test_cifar100_sample_keeps_all_100_classes(cifar100_path):
+    data = load_images(cifar100_path)
+    assert len(data) == 100 and data.num_classes == 100
+    assert len(set(data.labels.tolist())) < 100  # the sample lacks some classes
+    assert len(data.class_names) == 100
+
+
+def test_arrays_with_string_labels(cifar10):
+    x = cifar10["x_train"][:40]
+    names = np.array(["cat", "dog"])[cifar10["y_train"][:40] % 2]
+    data = load_images(x, names)
+    assert data.classes == ("cat", "dog")
+    np.testing.assert_array_equal(data.labels, (names == "dog").astype(np.int32))
+    assert load_images((x, names)).classes == ("cat", "dog")
+
+
+def test_given_classes_map_labels(cifar10):
+    x = cifar10["x_train"][:10]
+    data = load_images(x, ["b", "a"] * 5, classes=["b", "a", "c"])
+    assert data.classes == ("b", "a", "c")
+    assert data.labels.tolist() == [0, 1] * 5
+
+
+def test_labels_of_shape_n_by_1_and_grayscale_rank_3():
+    x = RNG.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    data = load_images(x, np.array([[0], [1], [2], [0], [1], [2]]))
+    assert data.image_shape == (28, 28, 1)
+    assert data.labels.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_tf_data_dataset(cifar10, batched):
+    x, y = cifar10["x_train"][:50], cifar10["y_train"][:50]
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if batched:
+        dataset = dataset.batch(16)
+    data = load_images(dataset)
+    np.testing.assert_array_equal(data.images, x)
+    np.testing.assert_array_equal(data.labels, y)
+
+
+def test_tf_data_dataset_with_string_labels():
+    x = random_images(4)
+    dataset = tf.data.Dataset.from_tensor_slices((x, ["ship", "frog", "ship", "frog"]))
+    data = load_images(dataset)
+    assert data.classes == ("frog", "ship")
+    assert data.labels.tolist() == [1, 0, 1, 0]
+
+
+def test_image_folder(tmp_path):
+    write_folder(tmp_path, {"cats": [(20, 24)] * 3, "dogs": [(20, 24)] * 2})
+    (tmp_path / "notes.txt").write_text("not a class")
+    data = load_images(str(tmp_path))
+    assert data.classes == ("cats", "dogs")
+    assert data.image_shape == (20, 24, 3)
+    assert data.labels.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_grayscale_image_folder(tmp_path):
+    write_folder(tmp_path, {"0": [(12, 12)] * 2, "1": [(12, 12)]}, mode="L")
+    data = load_images(tmp_path)
+    assert data.image_shape == (12, 12, 1)
+
+
+def test_images_without_labels():
+    data = load_images(random_images(3), classes=10)
+    assert data.labels is None and data.classes == tuple(range(10))
+    batches = list(data.evaluation_dataset(2))
+    assert [tuple(b.shape) for b in batches] == [(2, 32, 32, 3), (1, 32, 32, 3)]
+
+
+# === Pipelines ===
+
+
+def test_training_pipeline_shapes_dtypes_and_ranges(cifar10_path):
+    data = load_images(cifar10_path, split="test")
+    dataset = data.training_dataset(64, seed=1)
+    images, labels = next(iter(dataset))
+    assert images.shape == (64, 32, 32, 3) and images.dtype == tf.float32
+    assert labels.shape == (64,) and labels.dtype == tf.int32
+    assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
+    batches = list(dataset)
+    assert sum(int(b[0].shape[0]) for b in batches) == 2000
+    dropped = list(data.training_dataset(64, drop_remainder=True))
+    assert len(dropped) == 2000 // 64
+
+
+def test_evaluation_pipeline_is_unaugmented_and_in_order(cifar10):
+    x, y = cifar10["x_test"][:70], cifar10["y_test"][:70]
+    data = load_images(x, y)
+    images = np.concatenate([b[0].numpy() for b in data.evaluation_dataset(32)])
+    labels = np.concatenate([b[1].numpy() for b in data.evaluation_dataset(32)])
+    np.testing.assert_array_equal(images, x.astype(np.float32))
+    np.testing.assert_array_equal(labels, y)
+
+
+def test_unaugmented_training_pipeline_is_a_shuffle(cifar10):
+    x, y = cifar10["x_test"][:50], cifar10["y_test"][:50]
+    data = load_images(x, y)
+    ((images, labels),) = list(data.training_dataset(50, augment=False, seed=3))
+    label_of = {image.tobytes(): label for image, label in zip(x.astype("float32"), y, strict=True)}
+    pairs = [
+        (image.tobytes(), label)
+        for image, label in zip(images.numpy(), labels.numpy(), strict=True)
+    ]
+    assert sorted(label_of[key] for key, _ in pairs) == sorted(y.tolist())
+    assert all(label_of[key] == label for key, label in pairs)
+    assert len({key for key, _ in pairs}) == 50
+    assert labels.numpy().tolist() != y.tolist()
+
+
+def test_cutout_erases_one_16x16_square_per_image():
+    # Images with no 127.5 pixel: the erased pixels are exactly the cutout.
+    augmentation = CIFARAugmentation((32, 32, 3), seed=7)
+    images = tf.constant(random_images(32).astype("float32"))
+    erased = augmentation.flip_and_cutout(images).numpy() == 127.5
+    assert erased.reshape(32, -1).sum(axis=1).tolist() == [16 * 16 * 3] * 32
+    for mask in erased[..., 0]:
+        rows, cols = np.nonzero(mask)
+        assert rows.max() - rows.min() == 15 and cols.max() - cols.min() == 15
+
+
+def test_crop_is_a_shift_of_at_most_4_pixels_with_zero_fill():
+    augmentation = CIFARAugmentation((32, 32, 3), seed=2)
+    image = tf.constant(np.full((32, 32, 3), 100.0, "float32"))
+    for _ in range(10):
+        cropped = augmentation.crop(image).numpy()
+        assert cropped.shape == (32, 32, 3)
+        zero_rows = int((cropped[:, 16, 0] == 0).sum())
+        zero_cols = int((cropped[16, :, 0] == 0).sum())
+        assert zero_rows <= 4 and zero_cols <= 4
+        assert set(np.unique(cropped)) <= {0.0, 100.0}
+
+
+def test_flip_is_per_image():
+    augmentation = CIFARAugmentation((32, 32, 3), cutout_size=1, seed=0)
+    image = np.tile(np.arange(32, dtype="float32")[None, :, None], (32, 1, 3))
+    batch = tf.constant(np.stack([image] * 64))
+    flipped = augmentation.random_flip(batch, training=True).numpy()
+    is_flipped = flipped[:, 0, 0, 0] == 31
+    assert 0 < is_flipped.sum() < 64
+
+
+def test_augmentation_on_mnist_sized_images():
+    augmentation = CIFARAugmentation((28, 28, 1), cutout_size=14, seed=0)
+    out = augmentation(tf.constant(random_images(4, (28, 28, 1)).astype("float32")))
+    assert out.shape == (4, 28, 28, 1)
+    erased = (out.numpy() == 127.5).reshape(4, -1).sum(axis=1)
+    assert erased.tolist() == [14 * 14] * 4
+
+
+# === Bad input ===
+
+
+@pytest.mark.parametrize(
+    "x, y, error, message",
+    [
+        (np.zeros((2, 32, 32, 3, 1), np.uint8), [0, 1], ValueError, "rank 4"),
+        (np.zeros((32, 32), np.uint8), None, ValueError, "rank 4"),
+        (random_images(3), [0, 1], ValueError, "3 images and 2 labels"),
+        (np.zeros((0, 32, 32, 3), np.uint8), [], ValueError, "empty"),
+        (np.full((2, 32, 32, 3), np.nan, "float32"), [0, 1], ValueError, "NaN or infinite"),
+        (np.full((2, 4, 4, 3), np.inf, "float32"), [0, 1], ValueError, "NaN or infinite"),
+        (np.full((2, 4, 4, 3), 300.0, "float32"), [0, 1], ValueError, r"\[0, 255\]"),
+        (np.full((2, 4, 4, 3), 0.5, "float32"), [0, 1], ValueError, "multiply the images by 255"),
+        (random_images(2), [0, -1], ValueError, "must be >= 0"),
+        (random_images(2), [[0, 1], [1, 0]], ValueError, r"\(N,\) or \(N, 1\)"),
+        (random_images(2), [0, 0], ValueError, "at least 2 classes"),
+        (np.array([["a"]]), None, TypeError, "integer or float"),
+        (None, [0], TypeError, "NumPy array"),
+        (random_images(2), [0.5, 1.0], TypeError, "ints .* or strings"),
+    ],
+)
+def test_bad_arrays(x, y, error, message):
+    with pytest.raises(error, match=message):
+        load_images(x, y)
+
+
+def test_labels_outside_the_class_range():
+    with pytest.raises(ValueError, match=r"outside the class range: \[10\]"):
+        load_images(random_images(2), [3, 10], classes=10)
+    with pytest.raises(ValueError, match=r"outside the class range: \['bird'\]"):
+        load_images(random_images(2), ["cat", "bird"], classes=["cat", "dog"])
+
+
+def test_mixed_image_sizes_in_a_folder(tmp_path):
+    write_folder(tmp_path, {"a": [(32, 32), (32, 32)], "b": [(30, 32)]})
+    with pytest.raises(ValueError, match="same size.*30x32.*32x32"):
+        load_images(tmp_path)
+
+
+def test_empty_folder_and_folder_without_classes(tmp_path):
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        load_images(tmp_path)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    with pytest.raises(ValueError, match="one subfolder of images per class"):
+        load_images(flat)
+
+
+def test_missing_file_and_unknown_name(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_images(str(tmp_path / "missing.npz"))
+    with pytest.raises(FileNotFoundError, match="cifar10"):
+        load_images("cifar-10")
+
+
+def test_npz_without_the_expected_arrays(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, images=random_images(2))
+    with pytest.raises(ValueError, match="must hold.*x_train"):
+        load_images(path)
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="Could not read"):
+        load_images(corrupt)
+
+
+def test_bad_arguments(cifar10):
+    x, y = cifar10["x_test"][:4], cifar10["y_test"][:4]
+    with pytest.raises(ValueError, match="split='valid'"):
+        load_images(x, y, split="valid")
+    with pytest.raises(ValueError, match="`y` must be None"):
+        load_images(tf.data.Dataset.from_tensor_slices((x, y)), y)
+    data = load_images(x, y, classes=10)
+    with pytest.raises(TypeError, match="batch_size='32'"):
+        data.training_dataset("32")
+    with pytest.raises(ValueError, match="batch_size=0"):
+        data.evaluation_dataset(0)
+    with pytest.raises(ValueError, match="cutout_size=40"):
+        CIFARAugmentation((32, 32, 3), cutout_size=40)
+
+
+def test_dataset_with_mixed_image_shapes():
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter([(np.zeros((8, 8, 3), np.uint8), 0), (np.zeros((9, 8, 3), np.uint8), 1)]),
+        output_signature=(
+            tf.TensorSpec((None, None, 3), tf.uint8),
+            tf.TensorSpec((), tf.int64),
+        ),
+    )
+    with pytest.raises(ValueError, match="same shape"):
+        load_images(dataset)

@@ -1,0 +1,170 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_adanas import Architecture, NASNetA
+from keras_adanas.nasnet import AUX_LOGITS, LOGITS
+
+
+def trainable_count(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.fixture(scope="module")
+def nasnet_6_at_768():
+    return NASNetA("6@768", 10, include_auxiliary_head=False)
+
+
+def test_reference_parameter_count(nasnet_6_at_768):
+    assert trainable_count(nasnet_6_at_768) == 3_346_538
+
+
+def test_reference_stage_shapes(nasnet_6_at_768):
+    expected = {
+        "stem_bn": (32, 32, 96),
+        "cell_0_out": (32, 32, 192),
+        "cell_5_out": (32, 32, 192),
+        "reduction_cell_0_out": (16, 16, 256),
+        "cell_6_out": (16, 16, 384),
+        "cell_11_out": (16, 16, 384),
+        "reduction_cell_1_out": (8, 8, 512),
+        "cell_12_out": (8, 8, 768),
+        "cell_17_out": (8, 8, 768),
+    }
+    for name, shape in expected.items():
+        assert tuple(nasnet_6_at_768.get_layer(name).output.shape[1:]) == shape, name
+    assert tuple(nasnet_6_at_768.output.shape) == (None, 10)
+
+
+@pytest.mark.parametrize(
+    "architecture, num_classes, image_shape",
+    [
+        ("1@24", 10, (32, 32, 3)),
+        ("1@96", 100, (32, 32, 3)),
+        ("2@192", 10, (32, 32, 3)),
+        ("1@240", 7, (32, 32, 3)),
+        ("2@48", 10, (28, 28, 1)),
+        ("3@72", 2, (40, 24, 5)),
+    ],
+)
+def test_architecture_count_equals_built_count(architecture, num_classes, image_shape):
+    arch = Architecture.parse(architecture)
+    model = NASNetA(arch, num_classes, image_shape)
+    served = model.without_auxiliary_head()
+    assert trainable_count(served) == arch.count_params(num_classes, image_shape=image_shape)
+    assert trainable_count(model) == arch.count_params(
+        num_classes, image_shape=image_shape, include_auxiliary_head=True
+    )
+    assert trainable_count(model) > trainable_count(served)
+
+
+def test_mnist_sized_grayscale_images():
+    model = NASNetA("1@24", 10, (28, 28, 1))
+    outputs = model(np.zeros((2, 28, 28, 1), "uint8"))
+    assert tuple(outputs[LOGITS].shape) == (2, 10)
+    assert tuple(outputs[AUX_LOGITS].shape) == (2, 10)
+    assert tuple(model.get_layer("cell_2_out").output.shape[1:]) == (7, 7, 24)
+
+
+@pytest.mark.parametrize(
+    "image_shape, aux, message",
+    [
+        ((8, 8, 3), True, "at least 9x9"),
+        ((32, 8, 3), True, "at least 9x9"),
+        ((3, 3, 3), False, "at least 4x4"),
+        ((32, 32), True, "image_shape"),
+        ((32, 32, 0), True, "image_shape"),
+    ],
+)
+def test_too_small_or_malformed_images(image_shape, aux, message):
+    with pytest.raises(ValueError, match=message):
+        NASNetA("1@24", 10, image_shape, include_auxiliary_head=aux)
+
+
+def test_smallest_images_build():
+    NASNetA("1@24", 10, (9, 9, 3))
+    NASNetA("1@24", 10, (4, 4, 3), include_auxiliary_head=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"num_classes": 1}, ValueError, "num_classes=1"),
+        ({"num_classes": "10"}, TypeError, "num_classes='10'"),
+        ({"architecture": "1@25"}, ValueError, "filters=25"),
+        ({"drop_path_keep_prob": 0.0}, ValueError, "drop_path_keep_prob=0.0"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay=-1.0"),
+    ],
+)
+def test_invalid_arguments(kwargs, error, message):
+    arguments = {"architecture": "1@24", "num_classes": 10, **kwargs}
+    with pytest.raises(error, match=message):
+        NASNetA(**arguments)
+
+
+def test_auxiliary_output_only_in_training_model():
+    model = NASNetA("1@24", 10, seed=0)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    outputs = model(images, training=True)
+    assert set(outputs) == {LOGITS, AUX_LOGITS}
+    served = model.without_auxiliary_head()
+    logits = served(images)
+    assert tuple(logits.shape) == (4, 10)
+    assert all("aux" not in layer.name for layer in served.layers)
+    # Same layers, same weights: the served model's logits are the training
+    # model's logits at inference.
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(images)[LOGITS]),
+        keras.ops.convert_to_numpy(logits),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    plain = NASNetA("1@24", 10, include_auxiliary_head=False)
+    assert plain.without_auxiliary_head() is plain
+    assert tuple(plain.output.shape) == (None, 10)
+
+
+def test_layer_settings():
+    model = NASNetA("1@24", 10)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and all(bn.momentum == 0.9 and bn.epsilon == 1e-5 for bn in bns)
+    conv = model.get_layer("stem_conv")
+    assert not conv.use_bias
+    init = conv.kernel_initializer.get_config()
+    assert (init["scale"], init["mode"], init["distribution"]) == (
+        2.0,
+        "fan_out",
+        "truncated_normal",
+    )
+    assert conv.kernel_regularizer.get_config()["l2"] == pytest.approx(2.5e-4)
+    sep = next(layer for layer in model.layers if isinstance(layer, keras.layers.SeparableConv2D))
+    assert sep.depthwise_regularizer is not None and sep.pointwise_regularizer is not None
+    assert model.get_layer(LOGITS).use_bias
+
+
+def test_inputs_are_scaled_inside_the_model():
+    model = NASNetA("1@24", 10, include_auxiliary_head=False)
+    rescaling = model.get_layer("rescaling")
+    scaled = keras.ops.convert_to_numpy(rescaling(np.array([0.0, 127.5, 255.0])))
+    np.testing.assert_allclose(scaled, [-1.0, 0.0, 1.0], atol=1e-6)
+    raw = np.full((1, 32, 32, 3), 200, np.uint8)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(raw)),
+        keras.ops.convert_to_numpy(model(raw.astype("float32"))),
+    )
+
+
+def test_keras_round_trip(tmp_path):
+    model = NASNetA("1@24", 10, seed=3)
+    images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    path = str(tmp_path / "nasnet.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, NASNetA)
+    assert restored.architecture == Architecture(1, 24)
+    assert restored.get_config() == model.get_config()
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(images)[LOGITS]),
+        keras.ops.convert_to_numpy(model(images)[LOGITS]),
+        atol=1e-6,
+    )
