@@ -37,6 +37,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jit-compile",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="XLA: auto = only on an accelerator or JAX",
+    )
     args = parser.parse_args()
 
     keras.utils.set_random_seed(args.seed)
@@ -44,7 +50,8 @@ def main():
     test = load_images(args.data, split="test", classes=train.classes)
     steps = -(-len(train) // args.batch_size) * args.epochs
     model = NASNetA(args.architecture, train.num_classes, train.image_shape, seed=args.seed)
-    compile_subnetwork(model, total_steps=steps, batch_size=args.batch_size)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    compile_subnetwork(model, total_steps=steps, batch_size=args.batch_size, jit_compile=jit)
     timer = EpochTimer()
     dataset = train.training_dataset(args.batch_size, seed=args.seed).map(auxiliary_targets)
     model.fit(dataset, epochs=args.epochs, callbacks=[timer], verbose=2)
@@ -56,7 +63,8 @@ def main():
     images_per_second = len(train) * len(timed) / sum(timed)
     print(
         f"architecture={args.architecture} params={served.count_params():,} "
-        f"epochs={args.epochs} batch={args.batch_size} backend={keras.backend.backend()}"
+        f"epochs={args.epochs} batch={args.batch_size} backend={keras.backend.backend()} "
+        f"jit_compile={model.jit_compile}"
     )
     print(f"test accuracy: {accuracy:.4f} on {len(test)} images")
     print(f"training throughput: {images_per_second:.1f} images/s (epochs 2..{args.epochs})")

@@ -1,0 +1,416 @@
+"""One AdaNAS iteration: train every candidate together, then select one.
+
+`Distiller` is the iteration's training model. It holds the candidates (the
+students, each a `NASNetA` with its auxiliary head), the frozen members of the
+previous ensemble (the teacher) and one `MixtureWeights` per candidate
+ensemble `f_{i-1} + w_i h_j`. One compiled step per batch trains all of them:
+its loss is the sum of every candidate's own loss and every candidate
+ensemble's cross-entropy. The sum changes nothing about each part's gradient:
+candidates share no variables, and member logits enter the ensembles through a
+stop-gradient, so candidate j only ever receives the gradient of its own loss
+and each mixture only that of its ensemble's loss. `GroupedClippingSGD` then
+clips each candidate's gradient to norm 5 on its own.
+"""
+
+import dataclasses
+import math
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_adanas.distillation import Distillation, distillation_loss, teacher_logits
+from keras_adanas.ensemble import MixtureWeights
+from keras_adanas.nasnet import AUX_LOGITS, LOGITS, NASNetA, set_drop_path_schedule
+from keras_adanas.recipe import (
+    AUXILIARY_LOSS_WEIGHT,
+    BASE_LEARNING_RATE,
+    CLIP_NORM,
+    MOMENTUM,
+    SparseCategoricalCrossentropyWithSmoothing,
+    resolve_jit_compile,
+    scaled_learning_rate,
+)
+
+
+class GroupedClippingSGD(keras.optimizers.SGD):
+    """SGD that clips the gradient of each group of variables to its own norm.
+
+    `global_clipnorm` would clip all candidates together, so one candidate's
+    huge gradient would shrink every other candidate's update; here each
+    group's gradient is rescaled to norm at most `group_clipnorm` on its own.
+
+    Args:
+        groups: list of lists of variables; variables in no group are not
+            clipped.
+        group_clipnorm: float, the norm each group is clipped to.
+        **kwargs: `keras.optimizers.SGD` arguments (no `clipnorm`,
+            `global_clipnorm` or `clipvalue`).
+    """
+
+    def __init__(self, groups, group_clipnorm=CLIP_NORM, **kwargs):
+        super().__init__(**kwargs)
+        self.group_clipnorm = float(group_clipnorm)
+        self._group_of = {id(v): g for g, group in enumerate(groups) for v in group}
+        self._num_groups = len(groups)
+
+    def apply(self, grads, trainable_variables=None):
+        variables = (
+            self._trainable_variables if trainable_variables is None else trainable_variables
+        )
+        return super().apply(self._clip_groups(list(grads), list(variables)), trainable_variables)
+
+    def _clip_groups(self, grads, variables):
+        members = [[] for _ in range(self._num_groups)]
+        for index, variable in enumerate(variables):
+            group = self._group_of.get(id(variable))
+            if group is not None and grads[index] is not None:
+                members[group].append(index)
+        for indices in members:
+            if not indices:
+                continue
+            squared = [ops.sum(ops.square(ops.cast(grads[i], "float32"))) for i in indices]
+            norm = ops.sqrt(ops.sum(ops.stack(squared)))
+            scale = self.group_clipnorm / ops.maximum(norm, self.group_clipnorm)
+            for i in indices:
+                grads[i] = grads[i] * ops.cast(scale, grads[i].dtype)
+        return grads
+
+    def get_config(self):
+        config = super().get_config()
+        config["group_clipnorm"] = self.group_clipnorm
+        return config
+
+
+def candidate_key(index):
+    return f"candidate_{index}"
+
+
+def auxiliary_key(index):
+    return f"candidate_{index}_aux"
+
+
+def ensemble_key(index):
+    return f"ensemble_{index}"
+
+
+TEACHER_KEY = "teacher"
+
+
+class Distiller(keras.Model):
+    """The training model of one iteration (see the module docstring).
+
+    Args:
+        candidates: list of `NASNetA` with their auxiliary heads.
+        members: list of the previous ensemble's frozen members (images ->
+            logits), oldest first.
+        previous_mixture: the previous ensemble's `MixtureWeights` (frozen),
+            or None at iteration 1.
+        mixture_kind: `"uniform"`, `"scalar"` or `"vector"`.
+        distillation: a `Distillation`.
+        label_smoothing: float, label smoothing of the candidates' losses.
+
+    Call returns a dict: `candidate_j` and `candidate_j_aux` logits; in
+    inference, or in training when mixture weights are learned,
+    `ensemble_j` logits; `teacher` logits when distilling.
+    """
+
+    def __init__(
+        self,
+        candidates,
+        members=(),
+        previous_mixture=None,
+        mixture_kind="uniform",
+        distillation=None,
+        label_smoothing=0.1,
+        name="distiller",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.candidates = list(candidates)
+        self.members = list(members)
+        for member in self.members:
+            member.trainable = False
+        if previous_mixture is not None:
+            previous_mixture.trainable = False
+        self.previous_mixture = previous_mixture
+        self.distillation = distillation or Distillation()
+        num_classes = self.candidates[0].num_classes
+        self.mixtures = [
+            MixtureWeights(mixture_kind, len(self.members) + 1, num_classes, name=f"mixture_{j}")
+            for j in range(len(self.candidates))
+        ]
+        self.learns_mixture = mixture_kind != "uniform"
+        self.has_teacher = self.distillation.active and bool(self.members)
+        self.candidate_loss = SparseCategoricalCrossentropyWithSmoothing(label_smoothing)
+        self.ensemble_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.candidate_trackers = [
+            keras.metrics.Mean(name=f"{candidate_key(j)}_loss") for j in range(len(candidates))
+        ]
+        self.ensemble_trackers = [
+            keras.metrics.Mean(name=f"{ensemble_key(j)}_loss") for j in range(len(candidates))
+        ]
+
+    def variable_groups(self):
+        """One clipping group per candidate, then one per learned mixture."""
+        groups = [list(c.trainable_variables) for c in self.candidates]
+        groups += [list(m.trainable_variables) for m in self.mixtures if m.trainable_variables]
+        return groups
+
+    def call(self, images, training=False):
+        needs_members = bool(self.members) and (
+            not training or self.learns_mixture or self.has_teacher
+        )
+        member_logits = []
+        if needs_members:
+            # Frozen members: inference mode, no gradient.
+            member_logits = [
+                ops.stop_gradient(member(images, training=False)) for member in self.members
+            ]
+        outputs = {}
+        if self.has_teacher:
+            previous = self.previous_mixture(member_logits) if self.previous_mixture else None
+            outputs[TEACHER_KEY] = teacher_logits(self.distillation.mode, member_logits, previous)
+        for j, candidate in enumerate(self.candidates):
+            out = candidate(images, training=training)
+            outputs[candidate_key(j)] = out[LOGITS]
+            outputs[auxiliary_key(j)] = out[AUX_LOGITS]
+            if not training or self.learns_mixture:
+                outputs[ensemble_key(j)] = self.mixtures[j](
+                    [*member_logits, ops.stop_gradient(out[LOGITS])]
+                )
+        return outputs
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        total = 0.0
+        for j, candidate in enumerate(self.candidates):
+            loss = self.candidate_loss(y, y_pred[candidate_key(j)])
+            loss = loss + AUXILIARY_LOSS_WEIGHT * self.candidate_loss(y, y_pred[auxiliary_key(j)])
+            if self.has_teacher:
+                loss = loss + self.distillation.weight * distillation_loss(
+                    y_pred[TEACHER_KEY], y_pred[candidate_key(j)], self.distillation.temperature
+                )
+            if candidate.losses:
+                loss = loss + ops.sum(ops.stack(candidate.losses))
+            self.candidate_trackers[j].update_state(loss)
+            total = total + loss
+            if ensemble_key(j) in y_pred:
+                ensemble_loss = self.ensemble_loss(y, y_pred[ensemble_key(j)])
+                self.ensemble_trackers[j].update_state(ensemble_loss)
+                total = total + ensemble_loss
+        return total
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *self.candidate_trackers, *self.ensemble_trackers]
+
+
+@dataclasses.dataclass(frozen=True)
+class IterationConfig:
+    """How an iteration trains.
+
+    Args:
+        mixture_kind: `"uniform"`, `"scalar"` or `"vector"`.
+        distillation: a `Distillation`.
+        batch_size: int, the global batch size.
+        epochs: int or None, epochs per iteration (one of epochs and steps).
+        steps: int or None, training steps per iteration.
+        learning_rate: float, the learning rate at batch size 32 (scaled
+            linearly with `batch_size`).
+        augment: bool, whether to augment the training images.
+        seed: int or None.
+        jit_compile: bool or `"auto"` (see `recipe.resolve_jit_compile`).
+    """
+
+    mixture_kind: str = "uniform"
+    distillation: Distillation = Distillation()
+    batch_size: int = 32
+    epochs: int | None = 1
+    steps: int | None = None
+    learning_rate: float = BASE_LEARNING_RATE
+    augment: bool = True
+    seed: int | None = None
+    jit_compile: bool | str = "auto"
+
+    def schedule(self, num_examples):
+        """Returns `(epochs, steps_per_epoch)` covering the iteration.
+
+        With `steps`, the steps are split into epochs of at most one pass over
+        the data, all of equal length (the total rounds up by less than the
+        number of epochs).
+        """
+        per_pass = max(1, math.ceil(num_examples / self.batch_size))
+        if self.steps is None:
+            return int(self.epochs), per_pass
+        epochs = math.ceil(self.steps / per_pass)
+        return epochs, math.ceil(self.steps / epochs)
+
+
+@dataclasses.dataclass
+class IterationResult:
+    """What an iteration produced.
+
+    Attributes:
+        chosen: int, index of the chosen candidate.
+        member: the chosen candidate's served model (images -> logits), frozen.
+        mixture: the chosen candidate ensemble's `MixtureWeights`, frozen.
+        candidates: list of dicts, one per candidate: `architecture`,
+            `train_loss` (last epoch's mean), `selection_loss` (None with a
+            single candidate).
+        steps: int, training steps run.
+        seconds: float, wall time of training and selection.
+        images_per_second: float, training throughput over all candidates'
+            shared batches.
+    """
+
+    chosen: int
+    member: keras.Model
+    mixture: MixtureWeights
+    candidates: list
+    steps: int
+    seconds: float
+    images_per_second: float
+
+
+def build_candidates(architectures, num_classes, image_shape, iteration, seed):
+    """Builds the iteration's untrained candidates, each with a unique name."""
+    return [
+        NASNetA(
+            architecture,
+            num_classes=num_classes,
+            image_shape=image_shape,
+            include_auxiliary_head=True,
+            seed=None if seed is None else seed * 1009 + iteration * 31 + j,
+            name=f"iteration_{iteration}_candidate_{j}",
+        )
+        for j, architecture in enumerate(architectures)
+    ]
+
+
+def select_candidate(selection_losses):
+    """Index of the lowest finite selection loss, or None if none is finite."""
+    losses = np.asarray(selection_losses, dtype="float64")
+    finite = np.isfinite(losses)
+    if not finite.any():
+        return None
+    return int(np.argmin(np.where(finite, losses, np.inf)))
+
+
+def ensemble_crossentropy(logits, labels):
+    """Mean cross-entropy of integer labels under logits, in float64 NumPy."""
+    logits = np.asarray(logits, dtype="float64")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def run_iteration(
+    iteration,
+    candidates,
+    train_data,
+    selection_data,
+    config,
+    members=(),
+    previous_mixture=None,
+    callbacks=None,
+    verbose=0,
+):
+    """Trains the candidates of one iteration together and selects one.
+
+    Args:
+        iteration: int, 1-based.
+        candidates: list of `NASNetA` with auxiliary heads (see
+            `build_candidates`).
+        train_data: `LabeledImages` to train on.
+        selection_data: `LabeledImages` to select on (unaugmented).
+        config: an `IterationConfig`.
+        members: the previous ensemble's frozen members.
+        previous_mixture: the previous ensemble's `MixtureWeights` or None.
+        callbacks: list of Keras callbacks for `fit`.
+        verbose: 0, 1 or 2, as Keras' `fit`.
+
+    Returns:
+        An `IterationResult`, or None when every candidate diverged.
+    """
+    epochs, steps_per_epoch = config.schedule(len(train_data))
+    total_steps = epochs * steps_per_epoch
+    distiller = Distiller(
+        candidates,
+        members=members,
+        previous_mixture=previous_mixture,
+        mixture_kind=config.mixture_kind,
+        distillation=config.distillation,
+    )
+    for candidate in candidates:
+        set_drop_path_schedule(candidate, total_steps)
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        scaled_learning_rate(config.batch_size, config.learning_rate),
+        decay_steps=total_steps,
+        alpha=0.0,
+    )
+    optimizer = GroupedClippingSGD(
+        distiller.variable_groups(), learning_rate=learning_rate, momentum=MOMENTUM
+    )
+    distiller.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config.jit_compile))
+    dataset = train_data.training_dataset(
+        config.batch_size,
+        augment=config.augment,
+        repeat=True,
+        seed=None if config.seed is None else config.seed + iteration,
+    )
+    start = time.perf_counter()
+    history = distiller.fit(
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - start
+    train_losses = [
+        float(history.history[f"{candidate_key(j)}_loss"][-1]) for j in range(len(candidates))
+    ]
+
+    selection_losses = [None] * len(candidates)
+    if len(candidates) > 1:
+        predictions = distiller.predict(
+            selection_data.evaluation_dataset(max(config.batch_size, 256)), verbose=0
+        )
+        selection_losses = [
+            ensemble_crossentropy(predictions[ensemble_key(j)], selection_data.labels)
+            for j in range(len(candidates))
+        ]
+        chosen = select_candidate(
+            [
+                loss if np.isfinite(t) else np.nan
+                for loss, t in zip(selection_losses, train_losses, strict=True)
+            ]
+        )
+    else:
+        chosen = 0 if np.isfinite(train_losses[0]) else None
+    if chosen is None:
+        return None
+    seconds = time.perf_counter() - start
+    member = candidates[chosen].without_auxiliary_head(name=f"member_{iteration}")
+    member.trainable = False
+    mixture = distiller.mixtures[chosen]
+    mixture.trainable = False
+    return IterationResult(
+        chosen=chosen,
+        member=member,
+        mixture=mixture,
+        candidates=[
+            {
+                "architecture": str(c.architecture),
+                "train_loss": train_losses[j],
+                "selection_loss": selection_losses[j],
+            }
+            for j, c in enumerate(candidates)
+        ],
+        steps=total_steps,
+        seconds=seconds,
+        images_per_second=total_steps * config.batch_size / train_seconds,
+    )
