@@ -54,6 +54,7 @@ class MixtureWeights(keras.layers.Layer):
                 initializer=keras.initializers.Constant(1.0 / self.num_members),
                 name="mixture_weight",
             )
+        self.built = True  # The weights do not depend on the input shape.
 
     @property
     def num_params(self):
@@ -105,6 +106,8 @@ class Ensemble(keras.Model):
         mixture_weights: a `MixtureWeights` layer over `len(members)` members.
         classes: sequence of the label values of the output classes, or None.
         class_names: sequence of display names of the classes, or None.
+        metadata: a JSON-serializable dict saved with the model (the
+            classifier keeps its arguments and history there), or None.
         name: str, the model name.
 
     Example:
@@ -120,6 +123,7 @@ class Ensemble(keras.Model):
         mixture_weights,
         classes=None,
         class_names=None,
+        metadata=None,
         name="adanas_ensemble",
         **kwargs,
     ):
@@ -160,6 +164,7 @@ class Ensemble(keras.Model):
         self.mixture_weights = mixture_weights
         self.classes = None if classes is None else list(classes)
         self.class_names = None if class_names is None else [str(n) for n in class_names]
+        self.metadata = metadata
 
     @property
     def num_classes(self):
@@ -171,6 +176,7 @@ class Ensemble(keras.Model):
             "mixture_weights": keras.saving.serialize_keras_object(self.mixture_weights),
             "classes": _to_json(self.classes),
             "class_names": self.class_names,
+            "metadata": self.metadata,
             "name": self.name,
         }
 

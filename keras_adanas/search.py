@@ -83,6 +83,32 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         return config
 
 
+class ThroughputTimer(keras.callbacks.Callback):
+    """Times training after its first batch, which includes tracing and
+    compilation, so `images_per_second` is the steady-state rate."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+        self.images_per_second = None
+
+    def on_train_begin(self, logs=None):
+        self._start, self._first_batch_end, self._batches = time.perf_counter(), None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._first_batch_end is None:
+            self._first_batch_end = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        end = time.perf_counter()
+        if self._batches > 1:
+            seconds, batches = end - self._first_batch_end, self._batches - 1
+        else:
+            seconds, batches = end - self._start, self._batches
+        self.images_per_second = batches * self.batch_size / max(seconds, 1e-9)
+
+
 def candidate_key(index):
     return f"candidate_{index}"
 
@@ -151,6 +177,7 @@ class Distiller(keras.Model):
         self.ensemble_trackers = [
             keras.metrics.Mean(name=f"{ensemble_key(j)}_loss") for j in range(len(candidates))
         ]
+        self.built = True  # Candidates, members and mixtures are built already.
 
     def variable_groups(self):
         """One clipping group per candidate, then one per learned mixture."""
@@ -182,6 +209,12 @@ class Distiller(keras.Model):
                 )
         return outputs
 
+    def distillation_term(self, teacher, student):
+        """`kd_weight * KD(teacher, student)`; no gradient reaches the teacher."""
+        return self.distillation.weight * distillation_loss(
+            teacher, student, self.distillation.temperature
+        )
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
@@ -190,9 +223,7 @@ class Distiller(keras.Model):
             loss = self.candidate_loss(y, y_pred[candidate_key(j)])
             loss = loss + AUXILIARY_LOSS_WEIGHT * self.candidate_loss(y, y_pred[auxiliary_key(j)])
             if self.has_teacher:
-                loss = loss + self.distillation.weight * distillation_loss(
-                    y_pred[TEACHER_KEY], y_pred[candidate_key(j)], self.distillation.temperature
-                )
+                loss = loss + self.distillation_term(y_pred[TEACHER_KEY], y_pred[candidate_key(j)])
             if candidate.losses:
                 loss = loss + ops.sum(ops.stack(candidate.losses))
             self.candidate_trackers[j].update_state(loss)
@@ -262,8 +293,8 @@ class IterationResult:
             single candidate).
         steps: int, training steps run.
         seconds: float, wall time of training and selection.
-        images_per_second: float, training throughput over all candidates'
-            shared batches.
+        images_per_second: float, steady-state training throughput (images of
+            the shared batches per second, after the first, compiling batch).
     """
 
     chosen: int
@@ -361,15 +392,15 @@ def run_iteration(
         repeat=True,
         seed=None if config.seed is None else config.seed + iteration,
     )
+    timer = ThroughputTimer(config.batch_size)
     start = time.perf_counter()
     history = distiller.fit(
         dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), timer],
         verbose=verbose,
     )
-    train_seconds = time.perf_counter() - start
     train_losses = [
         float(history.history[f"{candidate_key(j)}_loss"][-1]) for j in range(len(candidates))
     ]
@@ -412,5 +443,5 @@ def run_iteration(
         ],
         steps=total_steps,
         seconds=seconds,
-        images_per_second=total_steps * config.batch_size / train_seconds,
+        images_per_second=timer.images_per_second,
     )

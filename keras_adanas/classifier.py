@@ -1,0 +1,631 @@
+"""`AdaNASClassifier`: the scikit-learn estimator running the AdaNAS search."""
+
+import math
+import numbers
+import os
+import re
+import warnings
+
+import keras
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from keras_adanas.architecture import Architecture
+from keras_adanas.data import load_images
+from keras_adanas.distillation import Distillation
+from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
+from keras_adanas.generators import get_generator, propose
+from keras_adanas.io_utils import save_model_atomically, write_json_atomically
+from keras_adanas.search import (
+    IterationConfig,
+    build_candidates,
+    ensemble_crossentropy,
+    run_iteration,
+)
+
+ENSEMBLE_FILE = "ensemble.keras"
+PREDICT_BATCH_SIZE = 128
+_BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGbB]?)\s*$")
+_BUDGET_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+# Arguments that may change between a search and its resumption.
+_RESUMABLE = ("verbose", "directory", "warm_start", "max_iterations", "jit_compile")
+
+
+def parse_budget(budget):
+    """Parses a parameter budget: an int, or a string like `"33M"`, `"3.3M"`, `"500k"`.
+
+    Returns:
+        An int, or None for no budget.
+    """
+    if budget is None:
+        return None
+    if isinstance(budget, bool):
+        raise TypeError(
+            f"`budget` must be an int or a string like '33M'. Received: budget={budget!r}"
+        )
+    if isinstance(budget, numbers.Integral):
+        value = int(budget)
+    elif isinstance(budget, str):
+        match = _BUDGET_PATTERN.match(budget.replace(",", "").replace("_", ""))
+        if not match:
+            raise ValueError(
+                "`budget` must be a parameter count like 3346538, '33M', '3.3M' or "
+                f"'500k'. Received: budget={budget!r}"
+            )
+        value = int(round(float(match.group(1)) * _BUDGET_UNITS[match.group(2).lower()]))
+    else:
+        raise TypeError(
+            "`budget` must be an int or a string like '33M'. Received: "
+            f"budget={budget!r} of type {type(budget).__name__}"
+        )
+    if value < 1:
+        raise ValueError(f"`budget` must be positive. Received: budget={budget!r}")
+    return value
+
+
+def mixture_params(kind, num_members, num_classes):
+    """Parameters of the mixture weights of an ensemble of `num_members`."""
+    return {"uniform": 0, "scalar": num_members, "vector": num_members * num_classes}[kind]
+
+
+class AdaNASClassifier(ClassifierMixin, BaseEstimator):
+    """Grows an ensemble of NASNet-A subnetworks under a parameter budget.
+
+    Each iteration, the generator proposes candidate architectures; those that
+    would push the served ensemble over `budget` are dropped; the rest train
+    together, each distilled from the ensemble so far; the candidate whose
+    ensemble has the lowest loss on the selection data joins, frozen.
+
+    Args:
+        budget: max trainable parameters of the served ensemble (members
+            without auxiliary heads, plus mixture weights): an int, a string
+            like `"33M"`, `"3.3M"`, `"500k"`, or None for no budget.
+        generator: `"constant"`, `"dynamic"`, or a generator object (see
+            `keras_adanas.generators`).
+        architecture: `"N@F"` (or `Architecture`) a named generator uses: the
+            constant architecture, or the dynamic generator's start.
+        distillation: `"none"`, `"born_again"` or `"adaptive"`.
+        kd_temperature: float, the distillation temperature.
+        kd_weight: float, the weight of the distillation term.
+        mixture_weights: `"uniform"`, `"scalar"` or `"vector"`.
+        max_iterations: int, most iterations (members) to grow.
+        epochs_per_iteration: int, epochs each iteration trains; None with
+            `steps_per_iteration` None means 1.
+        steps_per_iteration: int, steps each iteration trains, instead of
+            `epochs_per_iteration`.
+        batch_size: int, the global batch size.
+        learning_rate: float, the learning rate at batch size 32, scaled
+            linearly with `batch_size`.
+        augment: bool, whether to apply the CIFAR augmentation in training.
+        directory: path of a project directory, or None. Each finished
+            iteration writes its member and report there, and the ensemble so
+            far to `ensemble.keras`; fitting again with the same directory
+            resumes after the last finished iteration.
+        warm_start: bool, whether `fit` on a fitted classifier grows its
+            ensemble further (up to `max_iterations` members) instead of
+            starting anew.
+        jit_compile: bool or `"auto"` (XLA on accelerators and JAX only).
+        seed: int or None, for initializers, drop path, shuffling and
+            augmentation.
+        verbose: 0 (silent), 1 (iteration lines and progress bars) or 2
+            (iteration lines and one line per epoch).
+
+    Attributes:
+        ensemble_: the fitted `Ensemble` (images -> logits).
+        classes_: array of the class labels.
+        members_: list of dicts, one per member: `iteration`, `architecture`,
+            `params`, `weight`.
+        history_: list of dicts, one per iteration: candidates with their
+            losses, the chosen one, wall time and throughput.
+        stop_reason_: why the search stopped.
+
+    Example:
+
+    >>> clf = AdaNASClassifier(budget="1M", architecture="1@96", max_iterations=3)
+    >>> clf.fit("cifar10-dev.npz").score("cifar10-dev.npz")
+    """
+
+    def __init__(
+        self,
+        budget=None,
+        generator="constant",
+        architecture="6@768",
+        distillation="none",
+        kd_temperature=1.0,
+        kd_weight=1.0,
+        mixture_weights="uniform",
+        max_iterations=10,
+        epochs_per_iteration=None,
+        steps_per_iteration=None,
+        batch_size=32,
+        learning_rate=0.025,
+        augment=True,
+        directory=None,
+        warm_start=False,
+        jit_compile="auto",
+        seed=None,
+        verbose=1,
+    ):
+        self.budget = budget
+        self.generator = generator
+        self.architecture = architecture
+        self.distillation = distillation
+        self.kd_temperature = kd_temperature
+        self.kd_weight = kd_weight
+        self.mixture_weights = mixture_weights
+        self.max_iterations = max_iterations
+        self.epochs_per_iteration = epochs_per_iteration
+        self.steps_per_iteration = steps_per_iteration
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.augment = augment
+        self.directory = directory
+        self.warm_start = warm_start
+        self.jit_compile = jit_compile
+        self.seed = seed
+        self.verbose = verbose
+
+    # === Fitting ===
+
+    def fit(self, data, y=None, validation_data=None, callbacks=None):
+        """Runs the search.
+
+        Args:
+            data: training data, anything `keras_adanas.data.load_images`
+                accepts (its `"train"` split for sources with splits).
+            y: labels when `data` is an array of images.
+            validation_data: selection data, as `data` or a pair `(x, y)`;
+                None selects on the training data without augmentation.
+            callbacks: list of Keras callbacks for each iteration's training.
+
+        Returns:
+            self.
+        """
+        settings = self._validated_settings()
+        resumed = self._resumable_state(settings)
+        classes = resumed["classes"] if resumed else None
+        train = load_images(data, y, split="train", classes=classes)
+        selection = train
+        if validation_data is not None:
+            selection = load_images(*_as_pair(validation_data), split="test", classes=train.classes)
+            if selection.image_shape != train.image_shape:
+                raise ValueError(
+                    "`validation_data` images must have the training images' shape "
+                    f"{train.image_shape}. Received: {selection.image_shape}"
+                )
+        if resumed and tuple(resumed["ensemble"].input_shape[1:]) != train.image_shape:
+            raise ValueError(
+                "The ensemble being grown takes images of shape "
+                f"{tuple(resumed['ensemble'].input_shape[1:])}. Received: images of "
+                f"shape {train.image_shape}"
+            )
+        state = resumed or {"ensemble": None, "history": [], "member_info": []}
+        self._check_budget_allows_a_candidate(settings, state, train)
+
+        members = list(state["ensemble"].members) if state["ensemble"] else []
+        mixture = state["ensemble"].mixture_weights if state["ensemble"] else None
+        architectures = [Architecture.parse(m["architecture"]) for m in state["member_info"]]
+        history, member_info = list(state["history"]), list(state["member_info"])
+        ensemble = state["ensemble"]
+        self.stop_reason_ = f"reached max_iterations={self.max_iterations}"
+        config = IterationConfig(
+            mixture_kind=self.mixture_weights,
+            distillation=settings["distillation"],
+            batch_size=self.batch_size,
+            epochs=settings["epochs"],
+            steps=self.steps_per_iteration,
+            learning_rate=float(self.learning_rate),
+            augment=bool(self.augment),
+            seed=self.seed,
+            jit_compile=self.jit_compile,
+        )
+        for iteration in range(len(members) + 1, self.max_iterations + 1):
+            fitting, dropped = self._candidates_within_budget(
+                settings, architectures, iteration, train
+            )
+            if not fitting:
+                self.stop_reason_ = (
+                    f"no candidate fits the budget of {settings['budget']:,} parameters "
+                    f"at iteration {iteration} (proposed: "
+                    f"{', '.join(f'{a} ({p:,})' for a, p in dropped)})"
+                )
+                self._log(f"Stopping: {self.stop_reason_}.")
+                break
+            self._log(
+                f"Iteration {iteration}/{self.max_iterations}: training "
+                f"{', '.join(str(a) for a in fitting)}"
+                + (f" (over budget: {', '.join(str(a) for a, _ in dropped)})" if dropped else "")
+            )
+            candidates = build_candidates(
+                fitting, train.num_classes, train.image_shape, iteration, self.seed
+            )
+            result = run_iteration(
+                iteration,
+                candidates,
+                train,
+                selection,
+                config,
+                members=members,
+                previous_mixture=mixture,
+                callbacks=callbacks,
+                verbose=self.verbose if self.verbose else 0,
+            )
+            if result is None:
+                warnings.warn(
+                    f"Every candidate of iteration {iteration} diverged; the iteration "
+                    "is skipped and the ensemble so far is kept.",
+                    stacklevel=2,
+                )
+                continue
+            members.append(result.member)
+            architectures.append(Architecture.parse(fitting[result.chosen]))
+            mixture = result.mixture
+            member_info = self._member_info(architectures, mixture, train)
+            report = {
+                "iteration": iteration,
+                "candidates": result.candidates,
+                "chosen": result.chosen,
+                "architecture": str(architectures[-1]),
+                "mixture_weights": np.asarray(mixture.member_weights()).tolist(),
+                "steps": result.steps,
+                "seconds": result.seconds,
+                "images_per_second": result.images_per_second,
+            }
+            history.append(report)
+            ensemble = Ensemble(
+                members,
+                mixture,
+                classes=train.classes,
+                class_names=train.class_names,
+                metadata=None,
+            )
+            self._set_fitted(ensemble, train.classes, member_info, history)
+            ensemble.metadata = self._metadata()
+            if self.directory is not None:
+                self._write_iteration(result.member, report)
+            self._log(
+                f"Iteration {iteration}: chose {architectures[-1]} "
+                f"({member_info[-1]['params']:,} parameters); ensemble of {len(members)} "
+                f"has {sum(m['params'] for m in member_info) + mixture.num_params:,} "
+                f"parameters; {result.seconds:.0f}s, {result.images_per_second:.0f} images/s"
+            )
+        if ensemble is None:
+            raise RuntimeError(
+                "The search produced no member: every candidate diverged. Try a "
+                "lower `learning_rate`."
+            )
+        return self
+
+    def _validated_settings(self):
+        """Checks every argument before any work; returns derived settings."""
+        _check_int("max_iterations", self.max_iterations, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        if self.epochs_per_iteration is not None and self.steps_per_iteration is not None:
+            raise ValueError(
+                "Pass one of `epochs_per_iteration` and `steps_per_iteration`. Received: "
+                f"epochs_per_iteration={self.epochs_per_iteration}, "
+                f"steps_per_iteration={self.steps_per_iteration}"
+            )
+        if self.epochs_per_iteration is not None:
+            _check_int("epochs_per_iteration", self.epochs_per_iteration, minimum=1)
+        if self.steps_per_iteration is not None:
+            _check_int("steps_per_iteration", self.steps_per_iteration, minimum=1)
+        if (
+            isinstance(self.learning_rate, bool)
+            or not isinstance(self.learning_rate, numbers.Real)
+            or not math.isfinite(self.learning_rate)
+            or self.learning_rate <= 0
+        ):
+            raise ValueError(
+                f"`learning_rate` must be a positive number. Received: "
+                f"learning_rate={self.learning_rate!r}"
+            )
+        if self.mixture_weights not in MIXTURE_KINDS:
+            raise ValueError(
+                f"`mixture_weights` must be one of {MIXTURE_KINDS}. Received: "
+                f"mixture_weights={self.mixture_weights!r}"
+            )
+        for name in ("augment", "warm_start"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(
+                    f"`{name}` must be a bool. Received: {name}={getattr(self, name)!r}"
+                )
+        if self.verbose not in (0, 1, 2) or isinstance(self.verbose, bool):
+            raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={self.verbose!r}")
+        if self.jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                f"`jit_compile` must be True, False or 'auto'. Received: "
+                f"jit_compile={self.jit_compile!r}"
+            )
+        if self.seed is not None:
+            _check_int("seed", self.seed, minimum=0)
+        if self.directory is not None and not isinstance(self.directory, (str, os.PathLike)):
+            raise TypeError(
+                f"`directory` must be a path or None. Received: directory={self.directory!r}"
+            )
+        for name in ("kd_temperature", "kd_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
+        Architecture.parse(self.architecture)
+        return {
+            "budget": parse_budget(self.budget),
+            "generator": get_generator(self.generator, self.architecture),
+            "distillation": Distillation(
+                self.distillation, float(self.kd_temperature), float(self.kd_weight)
+            ),
+            "epochs": self.epochs_per_iteration
+            if self.epochs_per_iteration is not None or self.steps_per_iteration is not None
+            else 1,
+        }
+
+    def _candidates_within_budget(self, settings, architectures, iteration, train):
+        proposals = propose(settings["generator"], architectures, iteration)
+        budget = settings["budget"]
+        counts = [
+            a.count_params(train.num_classes, image_shape=train.image_shape) for a in proposals
+        ]
+        if budget is None:
+            return proposals, []
+        used = sum(
+            a.count_params(train.num_classes, image_shape=train.image_shape) for a in architectures
+        )
+        used += mixture_params(self.mixture_weights, iteration, train.num_classes)
+        fitting = [a for a, c in zip(proposals, counts, strict=True) if used + c <= budget]
+        dropped = [(a, c) for a, c in zip(proposals, counts, strict=True) if used + c > budget]
+        return fitting, dropped
+
+    def _check_budget_allows_a_candidate(self, settings, state, train):
+        if settings["budget"] is None or state["ensemble"] is not None:
+            return
+        fitting, dropped = self._candidates_within_budget(settings, [], 1, train)
+        if not fitting:
+            smallest = min(count for _, count in dropped)
+            raise ValueError(
+                f"`budget` is below the smallest first candidate ({smallest:,} "
+                f"parameters with mixture weights: "
+                f"{', '.join(f'{a} ({c:,})' for a, c in dropped)}). Received: "
+                f"budget={self.budget!r}"
+            )
+
+    def _member_info(self, architectures, mixture, train):
+        weights = mixture.member_weights()
+        return [
+            {
+                "iteration": k + 1,
+                "architecture": str(a),
+                "params": a.count_params(train.num_classes, image_shape=train.image_shape),
+                "weight": np.asarray(weights[k]).tolist(),
+            }
+            for k, a in enumerate(architectures)
+        ]
+
+    def _set_fitted(self, ensemble, classes, member_info, history):
+        self.ensemble_ = ensemble
+        self.classes_ = np.asarray(classes)
+        self.members_ = member_info
+        self.history_ = history
+
+    # === Prediction ===
+
+    def predict_proba(self, data):
+        """Class probabilities, columns in the order of `classes_`.
+
+        Args:
+            data: images, or anything `load_images` accepts (the `"test"` split
+                for sources with splits).
+
+        Returns:
+            A float array `(N, len(classes_))`.
+        """
+        logits = self._logits(self._load(data))
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+    def predict(self, data):
+        """Predicted labels, taken from `classes_`."""
+        return self.classes_[np.argmax(self.predict_proba(data), axis=1)]
+
+    def score(self, data, y=None, sample_weight=None):
+        """Accuracy on labelled data (the `"test"` split for sources with splits)."""
+        loaded = self._load(data, y, labels_required=True)
+        predictions = np.argmax(self._logits(loaded), axis=1)
+        return float(np.average(predictions == loaded.labels, weights=sample_weight))
+
+    def evaluate(self, data, y=None):
+        """Returns `{"loss": cross-entropy, "accuracy": ...}` on labelled data."""
+        loaded = self._load(data, y, labels_required=True)
+        logits = self._logits(loaded)
+        return {
+            "loss": ensemble_crossentropy(logits, loaded.labels),
+            "accuracy": float(np.mean(np.argmax(logits, axis=1) == loaded.labels)),
+        }
+
+    def _load(self, data, y=None, labels_required=False):
+        self._check_fitted()
+        loaded = load_images(*_as_pair(data, y), split="test", classes=list(self.classes_))
+        expected = tuple(self.ensemble_.input_shape[1:])
+        if loaded.image_shape != expected:
+            raise ValueError(
+                f"Images must have shape {expected}, as in training. Received: "
+                f"images of shape {loaded.image_shape}"
+            )
+        if labels_required and loaded.labels is None:
+            raise ValueError("Scoring needs labels. Received: y=None")
+        return loaded
+
+    def _logits(self, loaded):
+        dataset = loaded.evaluation_dataset(PREDICT_BATCH_SIZE)
+        if loaded.labels is not None:
+            dataset = dataset.map(lambda x, y: x)
+        return np.asarray(self.ensemble_.predict(dataset, verbose=0), dtype="float64")
+
+    def _check_fitted(self):
+        if not hasattr(self, "ensemble_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(
+                "This AdaNASClassifier is not fitted yet. Call `fit` first, or "
+                "`AdaNASClassifier.load(path)`."
+            )
+
+    # === Persistence ===
+
+    def save(self, path):
+        """Saves the fitted classifier as one `.keras` file, atomically.
+
+        Args:
+            path: str, a path ending in `.keras`.
+        """
+        self._check_fitted()
+        path = os.fspath(path)
+        if not path.endswith(".keras"):
+            raise ValueError(f"`path` must end in '.keras'. Received: path={path!r}")
+        self.ensemble_.metadata = self._metadata()
+        save_model_atomically(self.ensemble_, path)
+
+    @classmethod
+    def load(cls, path):
+        """Loads a classifier saved by `save`, or a project directory's ensemble.
+
+        The loaded classifier predicts as the saved one, and with
+        `warm_start=True` its `fit` grows the ensemble further.
+
+        Args:
+            path: a `.keras` file written by `save`, or a project directory.
+
+        Returns:
+            An `AdaNASClassifier`.
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, ENSEMBLE_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No saved classifier at {path!r}.")
+        try:
+            ensemble = keras.saving.load_model(path)
+        except Exception as error:  # Keras raises many types for a bad file.
+            raise ValueError(
+                f"{path!r} is not a readable .keras file: {type(error).__name__}: {error}"
+            ) from None
+        metadata = getattr(ensemble, "metadata", None)
+        if not isinstance(ensemble, Ensemble) or not isinstance(metadata, dict):
+            raise ValueError(
+                f"{path!r} holds a Keras model but not a keras_adanas classifier. "
+                f"Received: a {type(ensemble).__name__}"
+            )
+        params = dict(metadata["params"])
+        if isinstance(params.get("generator"), dict):
+            params["generator"] = keras.saving.deserialize_keras_object(params["generator"])
+        classifier = cls(**params)
+        classifier._set_fitted(ensemble, ensemble.classes, metadata["members"], metadata["history"])
+        classifier.stop_reason_ = metadata.get("stop_reason")
+        return classifier
+
+    def export(self, path):
+        """Writes a TensorFlow SavedModel serving class probabilities.
+
+        Its `serve` endpoint takes uint8 images `(N, H, W, C)`, `serve_float`
+        float32 images in [0, 255]; both return probabilities in the order of
+        `classes_`. It loads with `tf.saved_model.load` without keras_adanas.
+        """
+        self._check_fitted()
+        from keras_adanas.serving import export_saved_model
+
+        export_saved_model(self.ensemble_, os.fspath(path))
+
+    def _metadata(self):
+        params = self.get_params(deep=False)
+        generator = params["generator"]
+        if not isinstance(generator, str):
+            params["generator"] = (
+                keras.saving.serialize_keras_object(generator)
+                if hasattr(generator, "get_config")
+                else None
+            )
+        params["architecture"] = str(Architecture.parse(params["architecture"]))
+        if params["directory"] is not None:
+            params["directory"] = os.fspath(params["directory"])
+        return {
+            "format": "keras_adanas.AdaNASClassifier/1",
+            "params": params,
+            "members": self.members_,
+            "history": self.history_,
+            "stop_reason": getattr(self, "stop_reason_", None),
+        }
+
+    def _write_iteration(self, member, report):
+        folder = os.path.join(os.fspath(self.directory), f"iteration_{report['iteration']:03d}")
+        os.makedirs(folder, exist_ok=True)
+        save_model_atomically(member, os.path.join(folder, "member.keras"))
+        write_json_atomically(report, os.path.join(folder, "report.json"))
+        save_model_atomically(self.ensemble_, os.path.join(self.directory, ENSEMBLE_FILE))
+
+    def _resumable_state(self, settings):
+        """The ensemble to grow: this one with `warm_start`, else the directory's."""
+        if self.warm_start and hasattr(self, "ensemble_"):
+            return self._state_of(self)
+        if self.directory is None:
+            return None
+        path = os.path.join(os.fspath(self.directory), ENSEMBLE_FILE)
+        if not os.path.exists(path):
+            return None
+        saved = type(self).load(path)
+        mine, theirs = self.get_params(deep=False), saved.get_params(deep=False)
+        differ = [
+            k
+            for k in mine
+            if k not in _RESUMABLE and _comparable(mine[k]) != _comparable(theirs[k])
+        ]
+        if differ:
+            raise ValueError(
+                f"The directory {os.fspath(self.directory)!r} holds a search run with "
+                "other arguments: "
+                + ", ".join(f"{k}={theirs[k]!r} there, {mine[k]!r} here" for k in differ)
+                + ". Use another directory, or the same arguments to resume."
+            )
+        self._log(
+            f"Resuming the search in {os.fspath(self.directory)!r} after iteration "
+            f"{len(saved.members_)}."
+        )
+        return self._state_of(saved)
+
+    @staticmethod
+    def _state_of(classifier):
+        return {
+            "ensemble": classifier.ensemble_,
+            "classes": list(classifier.classes_),
+            "history": classifier.history_,
+            "member_info": classifier.members_,
+        }
+
+    def _log(self, message):
+        if self.verbose:
+            print(message, flush=True)
+
+
+def _comparable(value):
+    if isinstance(value, Architecture):
+        return str(value)
+    if hasattr(value, "get_config") and not isinstance(value, str):
+        return (type(value).__name__, value.get_config())
+    if isinstance(value, str) and "@" in value:
+        try:
+            return str(Architecture.parse(value))
+        except ValueError:
+            return value
+    return value
+
+
+def _as_pair(data, y=None):
+    if y is None and isinstance(data, tuple) and len(data) == 2:
+        return data
+    return data, y
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")

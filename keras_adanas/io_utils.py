@@ -1,0 +1,71 @@
+"""Atomic writes: every file or folder appears whole or not at all.
+
+Each writer writes to a temporary name in the destination's folder, then
+renames it over the destination (`os.replace`, atomic on POSIX), so a reader
+never sees a half-written file, even after a crash.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+
+def _temporary_path(path, suffix=""):
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
+    )
+    os.close(handle)
+    return temporary
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` in the `.keras` format, atomically."""
+    temporary = _temporary_path(path, suffix=".keras")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json_atomically(data, path):
+    """Writes `data` as indented JSON, atomically."""
+    temporary = _temporary_path(path)
+    try:
+        with open(temporary, "w") as file:
+            json.dump(data, file, indent=2, sort_keys=True)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_directory_atomically(write, path):
+    """Calls `write(temporary_folder)`, then moves that folder to `path`.
+
+    An existing `path` is replaced: it is renamed aside first and removed
+    once the new folder is in place.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    old = None
+    try:
+        write(temporary)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            shutil.rmtree(temporary, ignore_errors=True)
+        if old and os.path.exists(old):
+            shutil.rmtree(old, ignore_errors=True)

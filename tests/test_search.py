@@ -1,0 +1,125 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_adanas import Distillation, Ensemble, MixtureWeights, NASNetA, load_images
+from keras_adanas.search import (
+    Distiller,
+    GroupedClippingSGD,
+    IterationConfig,
+    build_candidates,
+    candidate_key,
+    ensemble_crossentropy,
+    ensemble_key,
+    run_iteration,
+    select_candidate,
+)
+
+
+def test_per_candidate_clipping():
+    # Two candidates' variables; candidate A's gradient is huge.
+    a = keras.Variable(np.zeros(4, "float32"))
+    b = keras.Variable(np.zeros(3, "float32"))
+    grad_a = np.full(4, 500.0, "float32")  # norm 1000
+    grad_b = np.array([1.0, 2.0, 2.0], "float32")  # norm 3, under the clip norm
+    grouped = GroupedClippingSGD([[a], [b]], group_clipnorm=5.0, learning_rate=1.0)
+    grouped.apply([grad_a, grad_b], [a, b])
+    # B moves by its whole gradient; A by its gradient clipped to norm 5.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(b), -grad_b, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(keras.ops.convert_to_numpy(a)), 5.0, rtol=1e-5)
+
+    # Keras' global clipping would have shrunk B's update too: what we avoid.
+    a2, b2 = keras.Variable(np.zeros(4, "float32")), keras.Variable(np.zeros(3, "float32"))
+    keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=5.0).apply([grad_a, grad_b], [a2, b2])
+    assert np.linalg.norm(keras.ops.convert_to_numpy(b2)) < 0.1
+
+
+def test_selection_picks_the_lowest_finite_loss():
+    assert select_candidate([2.3, 1.1, 1.7]) == 1
+    assert select_candidate([np.nan, 1.9, np.inf]) == 1
+    assert select_candidate([np.nan, np.nan]) is None
+
+
+def test_ensemble_crossentropy_against_hand_computation():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]])
+    expected = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(np.e / (1 + np.e))) / 2
+    assert ensemble_crossentropy(logits, np.array([0, 1])) == pytest.approx(expected)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
+def test_stop_gradients():
+    import tensorflow as tf
+
+    member = NASNetA("1@24", 3, (12, 12, 3), seed=1).without_auxiliary_head(name="member_1")
+    previous = MixtureWeights("scalar", 1, 3, name="previous")
+    candidate = NASNetA("1@24", 3, (12, 12, 3), seed=2, name="candidate")
+    distiller = Distiller(
+        [candidate], [member], previous, "scalar", Distillation("adaptive", weight=1.0)
+    )
+    images = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0])
+    member_variables = [v.value for v in member.weights]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(member_variables)
+        outputs = distiller(images, training=True)
+        ensemble_loss = distiller.ensemble_loss(labels, outputs[ensemble_key(0)])
+        kd = distiller.distillation_term(outputs["teacher"], outputs[candidate_key(0)])
+    # The ensemble loss reaches its mixture weights and nothing else.
+    mixture_grad = tape.gradient(ensemble_loss, distiller.mixtures[0].weight.value)
+    assert np.abs(mixture_grad.numpy()).sum() > 0
+    for grad in tape.gradient(ensemble_loss, [v.value for v in candidate.trainable_weights]):
+        assert grad is None or not np.any(grad.numpy())
+    for grad in tape.gradient(ensemble_loss, member_variables):
+        assert grad is None or not np.any(grad.numpy())
+    # KD reaches the student, never the teacher.
+    kd_grads = tape.gradient(kd, [v.value for v in candidate.trainable_weights])
+    assert any(g is not None and np.any(g.numpy()) for g in kd_grads)
+    for grad in tape.gradient(kd, member_variables):
+        assert grad is None or not np.any(grad.numpy())
+
+
+def test_nothing_from_earlier_members_is_computed_without_kd_and_learned_weights():
+    member = NASNetA("1@24", 3, (12, 12, 3), seed=1).without_auxiliary_head(name="member_1")
+    candidate = NASNetA("1@24", 3, (12, 12, 3), seed=2, name="candidate")
+    distiller = Distiller([candidate], [member], MixtureWeights("uniform", 1), "uniform")
+    calls = []
+    member.call = lambda *args, **kwargs: calls.append(1)  # would break if called
+    images = np.zeros((2, 12, 12, 3), "uint8")
+    outputs = distiller(images, training=True)
+    assert set(outputs) == {candidate_key(0), "candidate_0_aux"}
+    assert not calls
+
+
+def test_schedule_of_an_iteration():
+    assert IterationConfig(epochs=3, batch_size=32).schedule(100) == (3, 4)
+    assert IterationConfig(epochs=None, steps=10, batch_size=32).schedule(100) == (3, 4)
+    assert IterationConfig(epochs=None, steps=3, batch_size=32).schedule(100) == (1, 3)
+
+
+@pytest.fixture(scope="module")
+def small_cifar(cifar10_path):
+    data = load_images(cifar10_path)
+    return load_images(data.images[:96], data.labels[:96], classes=data.classes)
+
+
+def test_iteration_selects_the_candidate_with_the_lowest_ensemble_loss(small_cifar):
+    member = NASNetA("1@24", 10, seed=5).without_auxiliary_head(name="member_1")
+    previous = MixtureWeights("uniform", 1)
+    candidates = build_candidates(["1@24", "1@48"], 10, (32, 32, 3), iteration=2, seed=0)
+    config = IterationConfig(mixture_kind="scalar", epochs=None, steps=2, seed=0)
+    result = run_iteration(
+        2, candidates, small_cifar, small_cifar, config, members=[member], previous_mixture=previous
+    )
+    losses = [c["selection_loss"] for c in result.candidates]
+    assert result.chosen == int(np.argmin(losses))
+    assert [c["architecture"] for c in result.candidates] == ["1@24", "1@48"]
+    assert result.steps == 2 and result.images_per_second > 0
+    # The selection loss is the chosen ensemble's cross-entropy on the data.
+    ensemble = Ensemble([member, result.member], result.mixture)
+    logits = ensemble.predict(small_cifar.images, verbose=0)
+    assert ensemble_crossentropy(logits, small_cifar.labels) == pytest.approx(
+        losses[result.chosen], rel=1e-4
+    )
+    assert not result.member.trainable and not result.mixture.trainable
+    assert result.member.name == "member_2"
+    assert all("aux" not in layer.name for layer in result.member.layers)
