@@ -207,6 +207,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         architectures = [Architecture.parse(m["architecture"]) for m in state["member_info"]]
         history, member_info = list(state["history"]), list(state["member_info"])
         ensemble = state["ensemble"]
+        if ensemble is not None:
+            self._set_fitted(ensemble, ensemble.classes, member_info, history)
         self.stop_reason_ = f"reached max_iterations={self.max_iterations}"
         config = IterationConfig(
             mixture_kind=self.mixture_weights,
@@ -425,7 +427,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, data):
         """Predicted labels, taken from `classes_`."""
-        return self.classes_[np.argmax(self.predict_proba(data), axis=1)]
+        probabilities = self.predict_proba(data)
+        return self.classes_[np.argmax(probabilities, axis=1)]
 
     def score(self, data, y=None, sample_weight=None):
         """Accuracy on labelled data (the `"test"` split for sources with splits)."""

@@ -1,0 +1,225 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from keras_adanas import AdaNASClassifier, Architecture, parse_budget
+
+ONE_AT_24 = Architecture.parse("1@24").count_params(10)
+
+
+@pytest.fixture(scope="module")
+def cifar_strings(cifar10):
+    names = np.array(
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    )
+    return {
+        "x_train": cifar10["x_train"][:128],
+        "y_train": names[cifar10["y_train"][:128]],
+        "x_test": cifar10["x_test"][:64],
+        "y_test": names[cifar10["y_test"][:64]],
+    }
+
+
+def search_arguments(directory):
+    # Room for two 1@24 members and their two scalar weights, not three.
+    return dict(
+        budget=2 * ONE_AT_24 + 2 + ONE_AT_24 // 2,
+        architecture="1@24",
+        distillation="adaptive",
+        mixture_weights="scalar",
+        max_iterations=5,
+        steps_per_iteration=3,
+        seed=0,
+        verbose=1,
+        directory=str(directory),
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(cifar_strings, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("project")
+    clf = AdaNASClassifier(**search_arguments(directory))
+    clf.fit(cifar_strings["x_train"], cifar_strings["y_train"])
+    return clf
+
+
+def test_budget_cuts_the_search_at_the_right_iteration(fitted):
+    assert len(fitted.members_) == 2
+    assert "iteration 3" in fitted.stop_reason_ and "budget" in fitted.stop_reason_
+    assert [h["iteration"] for h in fitted.history_] == [1, 2]
+    served = sum(m["params"] for m in fitted.members_) + fitted.ensemble_.mixture_weights.num_params
+    assert served == 2 * ONE_AT_24 + 2 <= parse_budget(fitted.budget)
+
+
+def test_learned_attributes(fitted):
+    assert list(fitted.classes_[:3]) == ["airplane", "automobile", "bird"]
+    assert [m["architecture"] for m in fitted.members_] == ["1@24", "1@24"]
+    assert [m["params"] for m in fitted.members_] == [ONE_AT_24] * 2
+    weights = fitted.ensemble_.mixture_weights.member_weights()
+    assert [m["weight"] for m in fitted.members_] == pytest.approx(weights.tolist())
+    report = fitted.history_[1]
+    assert report["chosen"] == 0 and report["steps"] == 3
+    assert report["candidates"][0]["architecture"] == "1@24"
+    assert np.isfinite(report["candidates"][0]["train_loss"])
+
+
+def test_predict_score_evaluate(fitted, cifar_strings):
+    x, y = cifar_strings["x_test"], cifar_strings["y_test"]
+    probabilities = fitted.predict_proba(x)
+    assert probabilities.shape == (64, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    predictions = fitted.predict(x)
+    assert set(predictions) <= set(fitted.classes_)
+    np.testing.assert_array_equal(predictions, fitted.classes_[probabilities.argmax(axis=1)])
+    assert fitted.score(x, y) == pytest.approx(np.mean(predictions == y))
+    metrics = fitted.evaluate(x, y)
+    expected_loss = -np.mean(
+        np.log(probabilities[np.arange(64), np.searchsorted(fitted.classes_, y)])
+    )
+    assert metrics["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert metrics["accuracy"] == pytest.approx(np.mean(predictions == y))
+    with pytest.raises(ValueError, match="outside the class range"):
+        fitted.score(x[:2], ["cat", "unicorn"])
+    with pytest.raises(ValueError, match=r"shape \(32, 32, 3\)"):
+        fitted.predict(np.zeros((2, 28, 28, 3), "uint8"))
+
+
+def test_keras_round_trip_predicts_identically(fitted, cifar_strings, tmp_path):
+    path = tmp_path / "classifier.keras"
+    fitted.save(path)
+    restored = AdaNASClassifier.load(path)
+    assert restored.get_params() == fitted.get_params()
+    assert restored.members_ == fitted.members_ and restored.history_ == fitted.history_
+    x = cifar_strings["x_test"]
+    difference = np.abs(restored.predict_proba(x) - fitted.predict_proba(x)).max()
+    assert difference < 1e-5
+    np.testing.assert_array_equal(restored.predict(x), fitted.predict(x))
+    with pytest.raises(ValueError, match="end in '.keras'"):
+        fitted.save(tmp_path / "classifier.h5")
+    (tmp_path / "corrupt.keras").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable .keras file"):
+        AdaNASClassifier.load(tmp_path / "corrupt.keras")
+    fitted.ensemble_.members[0].save(tmp_path / "member.keras")
+    with pytest.raises(ValueError, match="not a keras_adanas classifier"):
+        AdaNASClassifier.load(tmp_path / "member.keras")
+
+
+def test_saved_model_serves_without_keras_adanas(fitted, cifar_strings, tmp_path):
+    path = str(tmp_path / "saved_model")
+    fitted.export(path)
+    x = cifar_strings["x_test"]
+    np.save(tmp_path / "images.npy", x)
+    script = f"""
+import sys, numpy as np, tensorflow as tf
+model = tf.saved_model.load({path!r})
+images = np.load({str(tmp_path / "images.npy")!r})
+np.save({str(tmp_path / "served.npy")!r}, model.serve(tf.constant(images)).numpy())
+np.save({str(tmp_path / "served_float.npy")!r},
+        model.serve_float(tf.constant(images.astype("float32"))).numpy())
+assert "keras_adanas" not in sys.modules
+assert sorted(model.signatures) == ["serve", "serve_float", "serving_default"]
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path))
+    expected = fitted.predict_proba(x)
+    assert np.abs(np.load(tmp_path / "served.npy") - expected).max() < 1e-5
+    assert np.abs(np.load(tmp_path / "served_float.npy") - expected).max() < 1e-5
+
+
+def test_project_directory_holds_each_finished_iteration(fitted):
+    directory = fitted.directory
+    assert sorted(os.listdir(directory)) == ["ensemble.keras", "iteration_001", "iteration_002"]
+    for i in (1, 2):
+        folder = os.path.join(directory, f"iteration_00{i}")
+        assert sorted(os.listdir(folder)) == ["member.keras", "report.json"]
+        with open(os.path.join(folder, "report.json")) as file:
+            report = json.load(file)
+        assert report["iteration"] == i and report["architecture"] == "1@24"
+    assert len(AdaNASClassifier.load(directory).members_) == 2
+
+
+def test_fitting_again_with_the_directory_resumes(fitted, cifar_strings, capsys):
+    clf = AdaNASClassifier(**search_arguments(fitted.directory))
+    clf.fit(cifar_strings["x_train"], cifar_strings["y_train"])  # nothing left to train
+    out = capsys.readouterr().out
+    assert "Resuming the search" in out and "Stopping: no candidate fits" in out
+    assert clf.members_ == fitted.members_
+    x = cifar_strings["x_test"]
+    assert np.abs(clf.predict_proba(x) - fitted.predict_proba(x)).max() < 1e-6
+    other = AdaNASClassifier(**{**search_arguments(fitted.directory), "distillation": "none"})
+    with pytest.raises(ValueError, match="other arguments: distillation='adaptive' there"):
+        other.fit(cifar_strings["x_train"], cifar_strings["y_train"])
+
+
+def test_a_loaded_classifier_goes_on_growing(fitted, cifar_strings, tmp_path):
+    path = tmp_path / "classifier.keras"
+    fitted.save(path)
+    clf = AdaNASClassifier.load(path)
+    clf.set_params(warm_start=True, budget=None, max_iterations=3, directory=None, verbose=0)
+    before = [w.copy() for w in (v.numpy() for v in clf.ensemble_.members[0].weights)]
+    clf.fit(cifar_strings["x_train"], cifar_strings["y_train"])
+    assert len(clf.members_) == 3 and len(clf.history_) == 3
+    after = [v.numpy() for v in clf.ensemble_.members[0].weights]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)  # earlier members stay frozen
+    assert clf.predict_proba(cifar_strings["x_test"]).shape == (64, 10)
+
+
+def test_clone_and_get_params():
+    clf = AdaNASClassifier(budget="3.3M", architecture="2@48", distillation="born_again")
+    params = clf.get_params()
+    assert params["budget"] == "3.3M" and params["architecture"] == "2@48"
+    copy = clone(clf)
+    assert copy.get_params() == params and copy is not clf
+    assert not hasattr(copy, "ensemble_")
+    with pytest.raises(NotFittedError):
+        copy.predict(np.zeros((1, 32, 32, 3), "uint8"))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (3_346_538, 3_346_538),
+        ("33M", 33_000_000),
+        ("3.3M", 3_300_000),
+        ("500k", 500_000),
+        ("1,000", 1000),
+        (None, None),
+    ],
+)
+def test_parse_budget(value, expected):
+    assert parse_budget(value) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"budget": "lots"}, ValueError, "budget='lots'"),
+        ({"budget": -5}, ValueError, "budget=-5"),
+        ({"budget": 2.5}, TypeError, "budget=2.5"),
+        ({"budget": 1000}, ValueError, "below the smallest first candidate"),
+        ({"generator": "random"}, ValueError, "generator='random'"),
+        ({"architecture": "6@25"}, ValueError, "filters=25"),
+        ({"distillation": "akd"}, ValueError, "distillation='akd'"),
+        ({"mixture_weights": "matrix"}, ValueError, "mixture_weights='matrix'"),
+        ({"max_iterations": 0}, ValueError, "max_iterations=0"),
+        ({"epochs_per_iteration": 1, "steps_per_iteration": 5}, ValueError, "one of"),
+        ({"batch_size": "32"}, TypeError, "batch_size='32'"),
+        ({"learning_rate": -0.1}, ValueError, "learning_rate=-0.1"),
+        ({"kd_temperature": 0}, ValueError, "kd_temperature=0"),
+        ({"verbose": 3}, ValueError, "verbose=3"),
+        ({"seed": -1}, ValueError, "seed=-1"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(kwargs, error, message, tmp_path):
+    directory = tmp_path / "project"
+    clf = AdaNASClassifier(**{"architecture": "1@24", "directory": str(directory), **kwargs})
+    x = np.zeros((4, 32, 32, 3), "uint8")
+    with pytest.raises(error, match=message):
+        clf.fit(x, [0, 1, 0, 1])
+    assert not directory.exists()
