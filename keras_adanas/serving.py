@@ -35,7 +35,7 @@ def export_saved_model(ensemble, path):
         archive.track(model)
         archive.add_endpoint(
             "serve",
-            lambda images: model(tf.cast(images, "float32"), training=False),
+            lambda images: model(keras.ops.cast(images, "float32"), training=False),
             input_signature=[tf.TensorSpec(spec, tf.uint8, name="images")],
         )
         archive.add_endpoint(
