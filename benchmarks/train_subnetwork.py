@@ -41,7 +41,7 @@ def main():
         "--jit-compile",
         choices=["auto", "true", "false"],
         default="auto",
-        help="XLA: auto = only on an accelerator or JAX",
+        help="XLA; Keras' auto uses it on TensorFlow only with an accelerator",
     )
     args = parser.parse_args()
 

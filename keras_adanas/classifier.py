@@ -104,7 +104,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         warm_start: bool, whether `fit` on a fitted classifier grows its
             ensemble further (up to `max_iterations` members) instead of
             starting anew.
-        jit_compile: bool or `"auto"` (XLA on accelerators and JAX only).
+        jit_compile: bool or `"auto"`, as `keras.Model.compile` (on TensorFlow,
+            `"auto"` uses XLA only when an accelerator is visible).
         seed: int or None, for initializers, drop path, shuffling and
             augmentation.
         verbose: 0 (silent), 1 (iteration lines and progress bars) or 2
@@ -182,7 +183,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             self.
         """
         settings = self._validated_settings()
-        resumed = self._resumable_state(settings)
+        resumed = self._resumable_state()
         classes = resumed["classes"] if resumed else None
         train = load_images(data, y, split="train", classes=classes)
         selection = train
@@ -250,7 +251,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 members=members,
                 previous_mixture=mixture,
                 callbacks=callbacks,
-                verbose=self.verbose if self.verbose else 0,
+                verbose=self.verbose,
             )
             if result is None:
                 warnings.warn(
@@ -263,34 +264,16 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             architectures.append(Architecture.parse(fitting[result.chosen]))
             mixture = result.mixture
             member_info = self._member_info(architectures, mixture, train)
-            report = {
-                "iteration": iteration,
-                "candidates": result.candidates,
-                "chosen": result.chosen,
-                "architecture": str(architectures[-1]),
-                "mixture_weights": np.asarray(mixture.member_weights()).tolist(),
-                "steps": result.steps,
-                "seconds": result.seconds,
-                "images_per_second": result.images_per_second,
-            }
+            report = _iteration_report(iteration, result, architectures[-1])
             history.append(report)
             ensemble = Ensemble(
-                members,
-                mixture,
-                classes=train.classes,
-                class_names=train.class_names,
-                metadata=None,
+                members, mixture, classes=train.classes, class_names=train.class_names
             )
             self._set_fitted(ensemble, train.classes, member_info, history)
             ensemble.metadata = self._metadata()
             if self.directory is not None:
                 self._write_iteration(result.member, report)
-            self._log(
-                f"Iteration {iteration}: chose {architectures[-1]} "
-                f"({member_info[-1]['params']:,} parameters); ensemble of {len(members)} "
-                f"has {sum(m['params'] for m in member_info) + mixture.num_params:,} "
-                f"parameters; {result.seconds:.0f}s, {result.images_per_second:.0f} images/s"
-            )
+            self._log(_iteration_summary(report, member_info, mixture))
         if ensemble is None:
             raise RuntimeError(
                 "The search produced no member: every candidate diverged. Try a "
@@ -565,7 +548,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         write_json_atomically(report, os.path.join(folder, "report.json"))
         save_model_atomically(self.ensemble_, os.path.join(self.directory, ENSEMBLE_FILE))
 
-    def _resumable_state(self, settings):
+    def _resumable_state(self):
         """The ensemble to grow: this one with `warm_start`, else the directory's."""
         if self.warm_start and hasattr(self, "ensemble_"):
             return self._state_of(self)
@@ -606,6 +589,31 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
     def _log(self, message):
         if self.verbose:
             print(message, flush=True)
+
+
+def _iteration_report(iteration, result, architecture):
+    """The JSON record of a finished iteration."""
+    return {
+        "iteration": iteration,
+        "candidates": result.candidates,
+        "chosen": result.chosen,
+        "architecture": str(architecture),
+        "mixture_weights": np.asarray(result.mixture.member_weights()).tolist(),
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "images_per_second": result.images_per_second,
+    }
+
+
+def _iteration_summary(report, member_info, mixture):
+    """The log line after an iteration."""
+    served = sum(m["params"] for m in member_info) + mixture.num_params
+    return (
+        f"Iteration {report['iteration']}: chose {report['architecture']} "
+        f"({member_info[-1]['params']:,} parameters); ensemble of {len(member_info)} has "
+        f"{served:,} parameters; {report['seconds']:.0f}s, "
+        f"{report['images_per_second']:.0f} images/s"
+    )
 
 
 def _comparable(value):

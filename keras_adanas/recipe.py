@@ -18,20 +18,6 @@ LABEL_SMOOTHING = 0.1
 AUXILIARY_LOSS_WEIGHT = 0.4
 
 
-def resolve_jit_compile(jit_compile="auto"):
-    """Resolves `"auto"`: XLA on an accelerator or on JAX, not on a TF CPU.
-
-    On the CPU here, TensorFlow with XLA compiled a NASNet-A step twice as
-    slowly and ran it at half the speed of the plain graph (see
-    benchmarks/train_subnetwork.py --jit-compile); JAX always compiles.
-    """
-    if jit_compile != "auto":
-        return bool(jit_compile)
-    if keras.backend.backend() == "jax":
-        return True
-    return any(d.split(":")[0] in ("gpu", "tpu") for d in keras.distribution.list_devices())
-
-
 def scaled_learning_rate(batch_size, base_learning_rate=BASE_LEARNING_RATE):
     """`base_learning_rate * batch_size / 32`: the linear scaling rule."""
     return float(base_learning_rate) * int(batch_size) / BASE_BATCH_SIZE
@@ -105,7 +91,8 @@ def compile_subnetwork(
         total_steps: int, training steps of the run (cosine decay and drop path).
         batch_size: int, the global batch size.
         base_learning_rate: float, the learning rate at batch 32.
-        jit_compile: bool or `"auto"` (see `resolve_jit_compile`).
+        jit_compile: bool or `"auto"`, as `keras.Model.compile` (on TensorFlow,
+            `"auto"` uses XLA only when an accelerator is visible).
 
     Returns:
         The model, compiled.
@@ -131,7 +118,7 @@ def compile_subnetwork(
         loss=losses,
         loss_weights=loss_weights,
         metrics=metrics,
-        jit_compile=resolve_jit_compile(jit_compile),
+        jit_compile=jit_compile,
     )
     set_drop_path_schedule(model, total_steps)
     return model

@@ -29,7 +29,6 @@ from keras_adanas.recipe import (
     CLIP_NORM,
     MOMENTUM,
     SparseCategoricalCrossentropyWithSmoothing,
-    resolve_jit_compile,
     scaled_learning_rate,
 )
 
@@ -253,7 +252,7 @@ class IterationConfig:
             linearly with `batch_size`).
         augment: bool, whether to augment the training images.
         seed: int or None.
-        jit_compile: bool or `"auto"` (see `recipe.resolve_jit_compile`).
+        jit_compile: bool or `"auto"`, as `keras.Model.compile`.
     """
 
     mixture_kind: str = "uniform"
@@ -385,7 +384,7 @@ def run_iteration(
     optimizer = GroupedClippingSGD(
         distiller.variable_groups(), learning_rate=learning_rate, momentum=MOMENTUM
     )
-    distiller.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config.jit_compile))
+    distiller.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     dataset = train_data.training_dataset(
         config.batch_size,
         augment=config.augment,
@@ -414,6 +413,7 @@ def run_iteration(
             ensemble_crossentropy(predictions[ensemble_key(j)], selection_data.labels)
             for j in range(len(candidates))
         ]
+        # A candidate whose training loss diverged is not eligible.
         chosen = select_candidate(
             [
                 loss if np.isfinite(t) else np.nan

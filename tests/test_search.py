@@ -123,3 +123,15 @@ def test_iteration_selects_the_candidate_with_the_lowest_ensemble_loss(small_cif
     assert not result.member.trainable and not result.mixture.trainable
     assert result.member.name == "member_2"
     assert all("aux" not in layer.name for layer in result.member.layers)
+
+
+def test_one_clipping_group_per_candidate_and_per_learned_mixture():
+    member = NASNetA("1@24", 3, (12, 12, 3), seed=1).without_auxiliary_head(name="member_1")
+    candidates = [NASNetA("1@24", 3, (12, 12, 3), seed=s, name=f"c{s}") for s in (2, 3)]
+    distiller = Distiller(candidates, [member], MixtureWeights("scalar", 1, 3), "scalar")
+    groups = distiller.variable_groups()
+    assert len(groups) == 4  # two candidates, two candidate ensembles' mixtures
+    assert [len(g) for g in groups[:2]] == [len(c.trainable_variables) for c in candidates]
+    ids = [id(v) for group in groups for v in group]
+    assert len(ids) == len(set(ids))  # disjoint
+    assert set(ids) == {id(v) for v in distiller.trainable_variables}  # members frozen

@@ -139,7 +139,12 @@ class DropPath(keras.layers.Layer):
 
 def drop_path_layers(model):
     """Returns every `DropPath` layer of `model`, nested models included."""
-    return [layer for layer in model._flatten_layers() if isinstance(layer, DropPath)]
+    if isinstance(model, DropPath):
+        return [model]
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.extend(drop_path_layers(layer))
+    return found
 
 
 def set_drop_path_schedule(model, total_steps, step=0):
