@@ -62,7 +62,8 @@ def main():
     timed = timer.times[1:] or timer.times
     images_per_second = len(train) * len(timed) / sum(timed)
     print(
-        f"architecture={args.architecture} params={served.count_params():,} "
+        f"architecture={args.architecture} "
+        f"trainable params={model.architecture.count_params(train.num_classes):,} "
         f"epochs={args.epochs} batch={args.batch_size} backend={keras.backend.backend()} "
         f"jit_compile={model.jit_compile}"
     )
