@@ -173,8 +173,11 @@ class Distiller(keras.Model):
         self.candidate_trackers = [
             keras.metrics.Mean(name=f"{candidate_key(j)}_loss") for j in range(len(candidates))
         ]
+        # Uniform weights learn nothing, so their ensembles are not computed in
+        # training and have no loss to report.
         self.ensemble_trackers = [
-            keras.metrics.Mean(name=f"{ensemble_key(j)}_loss") for j in range(len(candidates))
+            keras.metrics.Mean(name=f"{ensemble_key(j)}_loss")
+            for j in range(len(candidates) if self.learns_mixture else 0)
         ]
         self.built = True  # Candidates, members and mixtures are built already.
 
@@ -227,7 +230,7 @@ class Distiller(keras.Model):
                 loss = loss + ops.sum(ops.stack(candidate.losses))
             self.candidate_trackers[j].update_state(loss)
             total = total + loss
-            if ensemble_key(j) in y_pred:
+            if self.learns_mixture:
                 ensemble_loss = self.ensemble_loss(y, y_pred[ensemble_key(j)])
                 self.ensemble_trackers[j].update_state(ensemble_loss)
                 total = total + ensemble_loss
