@@ -199,7 +199,9 @@ class Distiller(keras.Model):
             ]
         outputs = {}
         if self.has_teacher:
-            previous = self.previous_mixture(member_logits) if self.previous_mixture else None
+            previous = None
+            if self.distillation.mode == "adaptive":
+                previous = self.previous_mixture(member_logits)
             outputs[TEACHER_KEY] = teacher_logits(self.distillation.mode, member_logits, previous)
         for j, candidate in enumerate(self.candidates):
             out = candidate(images, training=training)

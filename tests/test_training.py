@@ -32,8 +32,7 @@ def test_optimizer_recipe():
     assert scaled_learning_rate(256) == pytest.approx(0.2)
     optimizer = make_optimizer(total_steps=100, batch_size=64)
     assert optimizer.momentum == 0.9 and optimizer.global_clipnorm == 5.0
-    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else None
-    schedule = optimizer._learning_rate
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
     assert float(schedule(0)) == pytest.approx(0.05)
     assert float(schedule(50)) == pytest.approx(0.025, rel=1e-4)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-7)
