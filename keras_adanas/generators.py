@@ -30,8 +30,23 @@ class Generator(Protocol):
         ...
 
 
+class _SerializableGenerator:
+    """`from_config`, equality and repr from `get_config()`."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+
 @keras.saving.register_keras_serializable(package="keras_adanas")
-class ConstantGenerator:
+class ConstantGenerator(_SerializableGenerator):
     """Proposes the same architecture every iteration (the paper's G_C).
 
     Args:
@@ -52,19 +67,9 @@ class ConstantGenerator:
     def get_config(self):
         return {"architecture": str(self.architecture)}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        return f"ConstantGenerator({str(self.architecture)!r})"
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
 
 @keras.saving.register_keras_serializable(package="keras_adanas")
-class DynamicGenerator:
+class DynamicGenerator(_SerializableGenerator):
     """Grows the last chosen architecture deeper and wider (the paper's G_D).
 
     Iteration 1 proposes the deeper and the wider neighbours of `start`
@@ -112,17 +117,6 @@ class DynamicGenerator:
             "width_step": self.width_step,
             "include_previous": self.include_previous,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"DynamicGenerator({args})"
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.get_config() == self.get_config()
 
 
 GENERATORS = {"constant": ConstantGenerator, "dynamic": DynamicGenerator}

@@ -23,6 +23,17 @@ def scaled_learning_rate(batch_size, base_learning_rate=BASE_LEARNING_RATE):
     return float(base_learning_rate) * int(batch_size) / BASE_BATCH_SIZE
 
 
+def learning_rate_schedule(total_steps, batch_size, base_learning_rate=BASE_LEARNING_RATE):
+    """The scaled learning rate, cosine-decayed to 0 over `total_steps`."""
+    if int(total_steps) < 1:
+        raise ValueError(f"`total_steps` must be >= 1. Received: total_steps={total_steps}")
+    return keras.optimizers.schedules.CosineDecay(
+        scaled_learning_rate(batch_size, base_learning_rate),
+        decay_steps=int(total_steps),
+        alpha=0.0,
+    )
+
+
 def make_optimizer(total_steps, batch_size, base_learning_rate=BASE_LEARNING_RATE):
     """SGD, momentum 0.9, cosine decay to 0 over `total_steps`, clip norm 5.
 
@@ -34,13 +45,7 @@ def make_optimizer(total_steps, batch_size, base_learning_rate=BASE_LEARNING_RAT
     Returns:
         A `keras.optimizers.SGD`.
     """
-    if int(total_steps) < 1:
-        raise ValueError(f"`total_steps` must be >= 1. Received: total_steps={total_steps}")
-    schedule = keras.optimizers.schedules.CosineDecay(
-        scaled_learning_rate(batch_size, base_learning_rate),
-        decay_steps=int(total_steps),
-        alpha=0.0,
-    )
+    schedule = learning_rate_schedule(total_steps, batch_size, base_learning_rate)
     return keras.optimizers.SGD(
         learning_rate=schedule, momentum=MOMENTUM, global_clipnorm=CLIP_NORM
     )

@@ -29,7 +29,7 @@ from keras_adanas.recipe import (
     CLIP_NORM,
     MOMENTUM,
     SparseCategoricalCrossentropyWithSmoothing,
-    scaled_learning_rate,
+    learning_rate_schedule,
 )
 
 
@@ -55,6 +55,8 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         self._num_groups = len(groups)
 
     def apply(self, grads, trainable_variables=None):
+        # JAX's stateless step calls `apply(grads)` alone: the variables are
+        # then the ones the optimizer was built with, in the same order.
         variables = (
             self._trainable_variables if trainable_variables is None else trainable_variables
         )
@@ -381,11 +383,7 @@ def run_iteration(
     )
     for candidate in candidates:
         set_drop_path_schedule(candidate, total_steps)
-    learning_rate = keras.optimizers.schedules.CosineDecay(
-        scaled_learning_rate(config.batch_size, config.learning_rate),
-        decay_steps=total_steps,
-        alpha=0.0,
-    )
+    learning_rate = learning_rate_schedule(total_steps, config.batch_size, config.learning_rate)
     optimizer = GroupedClippingSGD(
         distiller.variable_groups(), learning_rate=learning_rate, momentum=MOMENTUM
     )
