@@ -1,5 +1,7 @@
 """`AdaNASClassifier`: the scikit-learn estimator running the AdaNAS search."""
 
+import dataclasses
+import json
 import math
 import numbers
 import os
@@ -15,20 +17,26 @@ from keras_adanas.data import load_images
 from keras_adanas.distillation import Distillation
 from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
 from keras_adanas.generators import get_generator, propose
-from keras_adanas.io_utils import save_model_atomically, write_json_atomically
+from keras_adanas.io_utils import save_model_atomically
+from keras_adanas.nasnet import minimum_image_size
+from keras_adanas.project import ENSEMBLE_FILE, ProjectDirectory, data_fingerprint
+from keras_adanas.recipe import scaled_learning_rate
 from keras_adanas.search import (
     IterationConfig,
     build_candidates,
     ensemble_crossentropy,
+    is_out_of_memory,
     run_iteration,
 )
 
-ENSEMBLE_FILE = "ensemble.keras"
 PREDICT_BATCH_SIZE = 128
 _BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGbB]?)\s*$")
 _BUDGET_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 # Arguments that may change between a search and its resumption.
-_RESUMABLE = ("verbose", "directory", "warm_start", "max_iterations", "jit_compile")
+_RESUMABLE = ("verbose", "directory", "warm_start", "max_iterations", "jit_compile", "overwrite")
+# An iteration that runs out of memory retries with half the batch size, down
+# to this (or the user's batch size, if smaller).
+MIN_BATCH_SIZE_AFTER_OOM = 8
 
 
 def parse_budget(budget):
@@ -97,10 +105,16 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         learning_rate: float, the learning rate at batch size 32, scaled
             linearly with `batch_size`.
         augment: bool, whether to apply the CIFAR augmentation in training.
-        directory: path of a project directory, or None. Each finished
-            iteration writes its member and report there, and the ensemble so
-            far to `ensemble.keras`; fitting again with the same directory
-            resumes after the last finished iteration.
+        directory: path of a project directory, or None. The search records
+            its arguments there before training, backs up the iteration in
+            progress after every epoch, and writes each finished iteration's
+            member and report and the ensemble so far (`ensemble.keras`).
+            Fitting again with the same directory and arguments resumes: the
+            finished iterations are loaded, the interrupted one goes on from
+            its last epoch. Other arguments or other data are an error unless
+            `overwrite=True`.
+        overwrite: bool, whether `fit` discards what `directory` holds (the
+            files a search writes, nothing else) and starts anew.
         warm_start: bool, whether `fit` on a fitted classifier grows its
             ensemble further (up to `max_iterations` members) instead of
             starting anew.
@@ -142,6 +156,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         learning_rate=0.025,
         augment=True,
         directory=None,
+        overwrite=False,
         warm_start=False,
         jit_compile="auto",
         seed=None,
@@ -161,6 +176,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.augment = augment
         self.directory = directory
+        self.overwrite = overwrite
         self.warm_start = warm_start
         self.jit_compile = jit_compile
         self.seed = seed
@@ -170,6 +186,15 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, data, y=None, validation_data=None, callbacks=None):
         """Runs the search.
+
+        Everything is checked before anything trains or is written: the
+        arguments, the data, and, with a `directory`, that it holds the same
+        search on the same data (or `overwrite=True`).
+
+        An iteration whose candidates all diverge (non-finite loss) is skipped
+        with a warning and the ensemble so far is kept; one that runs out of
+        memory is retried with half the batch size (and learning rate), down
+        to a batch of 8.
 
         Args:
             data: training data, anything `keras_adanas.data.load_images`
@@ -183,9 +208,28 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             self.
         """
         settings = self._validated_settings()
-        resumed = self._resumable_state()
+        callbacks = _validated_callbacks(callbacks)
+        project = None if self.directory is None else ProjectDirectory(self.directory)
+        resumed = self._resumable_state(project)
         classes = resumed["classes"] if resumed else None
         train = load_images(data, y, split="train", classes=classes)
+        if train.labels is None:
+            raise ValueError(
+                "`fit` needs labels: pass `y` with an array of images, or a source "
+                "that holds them. Received: y=None"
+            )
+        if len(np.unique(train.labels)) < 2:
+            raise ValueError(
+                "The training data must hold at least 2 classes. Received: labels "
+                f"that are all {train.classes[int(train.labels[0])]!r}"
+            )
+        smallest = minimum_image_size(include_auxiliary_head=True)
+        if min(train.image_shape[:2]) < smallest:
+            raise ValueError(
+                f"Images must be at least {smallest}x{smallest} pixels for NASNet-A's "
+                f"two reductions and auxiliary head. Received: images of shape "
+                f"{train.image_shape}"
+            )
         selection = train
         if validation_data is not None:
             selection = load_images(*_as_pair(validation_data), split="test", classes=train.classes)
@@ -194,22 +238,35 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                     "`validation_data` images must have the training images' shape "
                     f"{train.image_shape}. Received: {selection.image_shape}"
                 )
+            if selection.labels is None:
+                raise ValueError("`validation_data` needs labels. Received: no labels")
         if resumed and tuple(resumed["ensemble"].input_shape[1:]) != train.image_shape:
             raise ValueError(
                 "The ensemble being grown takes images of shape "
                 f"{tuple(resumed['ensemble'].input_shape[1:])}. Received: images of "
                 f"shape {train.image_shape}"
             )
+        fingerprint = {
+            "train": data_fingerprint(train),
+            "selection": None if selection is train else data_fingerprint(selection),
+        }
+        self._check_same_data(project, fingerprint)
         state = resumed or {"ensemble": None, "history": [], "member_info": []}
         self._check_budget_allows_a_candidate(settings, state, train)
 
-        members = list(state["ensemble"].members) if state["ensemble"] else []
-        mixture = state["ensemble"].mixture_weights if state["ensemble"] else None
-        architectures = [Architecture.parse(m["architecture"]) for m in state["member_info"]]
-        history, member_info = list(state["history"]), list(state["member_info"])
+        # === Nothing was written before this point ===
+        if project is not None:
+            if self.overwrite:
+                project.clear()
+            project.remove_temporary_files()
+            project.record_search(self._params_record(), fingerprint)
         ensemble = state["ensemble"]
+        members = list(ensemble.members) if ensemble else []
+        mixture = ensemble.mixture_weights if ensemble else None
+        history = list(state["history"])
+        architectures = [Architecture.parse(m["architecture"]) for m in state["member_info"]]
         if ensemble is not None:
-            self._set_fitted(ensemble, ensemble.classes, member_info, history)
+            self._set_fitted(ensemble, ensemble.classes, state["member_info"], history)
         self.stop_reason_ = f"reached max_iterations={self.max_iterations}"
         config = IterationConfig(
             mixture_kind=self.mixture_weights,
@@ -222,7 +279,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             seed=self.seed,
             jit_compile=self.jit_compile,
         )
-        for iteration in range(len(members) + 1, self.max_iterations + 1):
+        for iteration in range(len(history) + 1, self.max_iterations + 1):
             fitting, dropped = self._candidates_within_budget(
                 settings, architectures, iteration, train
             )
@@ -239,40 +296,34 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"{', '.join(str(a) for a in fitting)}"
                 + (f" (over budget: {', '.join(str(a) for a, _ in dropped)})" if dropped else "")
             )
-            candidates = build_candidates(
-                fitting, train.num_classes, train.image_shape, iteration, self.seed
+            result = self._train_iteration(
+                iteration, fitting, train, selection, config, members, mixture, callbacks, project
             )
-            result = run_iteration(
-                iteration,
-                candidates,
-                train,
-                selection,
-                config,
-                members=members,
-                previous_mixture=mixture,
-                callbacks=callbacks,
-                verbose=self.verbose,
-            )
-            if result is None:
+            report = _iteration_report(iteration, result)
+            history.append(report)
+            if result.chosen is None:
                 warnings.warn(
                     f"Every candidate of iteration {iteration} diverged; the iteration "
                     "is skipped and the ensemble so far is kept.",
                     stacklevel=2,
                 )
+                if ensemble is not None:
+                    self.history_ = history
+                    ensemble.metadata = self._metadata()
+                if project is not None:
+                    project.write_iteration(report, ensemble)
                 continue
             members.append(result.member)
-            architectures.append(Architecture.parse(fitting[result.chosen]))
+            architectures.append(Architecture.parse(report["architecture"]))
             mixture = result.mixture
-            member_info = self._member_info(architectures, mixture, train)
-            report = _iteration_report(iteration, result, architectures[-1])
-            history.append(report)
             ensemble = Ensemble(
                 members, mixture, classes=train.classes, class_names=train.class_names
             )
+            member_info = self._member_info(architectures, mixture, train, history)
             self._set_fitted(ensemble, train.classes, member_info, history)
             ensemble.metadata = self._metadata()
-            if self.directory is not None:
-                self._write_iteration(result.member, report)
+            if project is not None:
+                project.write_iteration(report, ensemble, member=result.member)
             self._log(_iteration_summary(report, member_info, mixture))
         if ensemble is None:
             raise RuntimeError(
@@ -280,6 +331,58 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 "lower `learning_rate`."
             )
         return self
+
+    def _train_iteration(
+        self,
+        iteration,
+        architectures,
+        train,
+        selection,
+        config,
+        members,
+        mixture,
+        callbacks,
+        project,
+    ):
+        """`run_iteration` on new candidates, retried with half the batch
+        size each time it runs out of memory."""
+        floor = min(MIN_BATCH_SIZE_AFTER_OOM, config.batch_size)
+        while True:
+            candidates = build_candidates(
+                architectures, train.num_classes, train.image_shape, iteration, self.seed
+            )
+            try:
+                return run_iteration(
+                    iteration,
+                    candidates,
+                    train,
+                    selection,
+                    config,
+                    members=members,
+                    previous_mixture=mixture,
+                    callbacks=callbacks,
+                    verbose=self.verbose,
+                    backup_dir=None if project is None else project.backup_dir,
+                )
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                smaller = config.batch_size // 2
+                if smaller < floor:
+                    raise MemoryError(
+                        f"Iteration {iteration} ran out of memory at batch size "
+                        f"{config.batch_size}, and retries stop at batch size {floor}. "
+                        "Use smaller candidates (`architecture`) or a device with more "
+                        f"memory. ({type(error).__name__}: {error})"
+                    ) from error
+                warnings.warn(
+                    f"Iteration {iteration} ran out of memory at batch size "
+                    f"{config.batch_size}; retrying with batch size {smaller} and "
+                    "learning rate "
+                    f"{scaled_learning_rate(smaller, config.learning_rate):g}.",
+                    stacklevel=3,
+                )
+                config = dataclasses.replace(config, batch_size=smaller)
 
     def _validated_settings(self):
         """Checks every argument before any work; returns derived settings."""
@@ -310,7 +413,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"`mixture_weights` must be one of {MIXTURE_KINDS}. Received: "
                 f"mixture_weights={self.mixture_weights!r}"
             )
-        for name in ("augment", "warm_start"):
+        for name in ("augment", "warm_start", "overwrite"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(
                     f"`{name}` must be a bool. Received: {name}={getattr(self, name)!r}"
@@ -355,7 +458,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         used = sum(
             a.count_params(train.num_classes, image_shape=train.image_shape) for a in architectures
         )
-        used += mixture_params(self.mixture_weights, iteration, train.num_classes)
+        used += mixture_params(self.mixture_weights, len(architectures) + 1, train.num_classes)
         fitting = [a for a, c in zip(proposals, counts, strict=True) if used + c <= budget]
         dropped = [(a, c) for a, c in zip(proposals, counts, strict=True) if used + c > budget]
         return fitting, dropped
@@ -373,11 +476,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"budget={self.budget!r}"
             )
 
-    def _member_info(self, architectures, mixture, train):
+    def _member_info(self, architectures, mixture, train, history):
         weights = mixture.member_weights()
+        joined = [h["iteration"] for h in history if h["chosen"] is not None]
         return [
             {
-                "iteration": k + 1,
+                "iteration": joined[k],
                 "architecture": str(a),
                 "params": a.count_params(train.num_classes, image_shape=train.image_shape),
                 "weight": np.asarray(weights[k]).tolist(),
@@ -521,7 +625,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
 
         export_saved_model(self.ensemble_, os.fspath(path))
 
-    def _metadata(self):
+    def _params_record(self):
+        """The arguments as JSON: generator objects serialized, N@F normalized."""
         params = self.get_params(deep=False)
         generator = params["generator"]
         if not isinstance(generator, str):
@@ -533,49 +638,79 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         params["architecture"] = str(Architecture.parse(params["architecture"]))
         if params["directory"] is not None:
             params["directory"] = os.fspath(params["directory"])
+        return json.loads(json.dumps(params))
+
+    def _metadata(self):
         return {
             "format": "keras_adanas.AdaNASClassifier/1",
-            "params": params,
+            "params": self._params_record(),
             "members": self.members_,
             "history": self.history_,
             "stop_reason": getattr(self, "stop_reason_", None),
         }
 
-    def _write_iteration(self, member, report):
-        folder = os.path.join(os.fspath(self.directory), f"iteration_{report['iteration']:03d}")
-        os.makedirs(folder, exist_ok=True)
-        save_model_atomically(member, os.path.join(folder, "member.keras"))
-        write_json_atomically(report, os.path.join(folder, "report.json"))
-        save_model_atomically(self.ensemble_, os.path.join(self.directory, ENSEMBLE_FILE))
+    def _resumable_state(self, project):
+        """The ensemble to grow: this one with `warm_start`, else the directory's.
 
-    def _resumable_state(self):
-        """The ensemble to grow: this one with `warm_start`, else the directory's."""
-        if self.warm_start and hasattr(self, "ensemble_"):
+        Refuses a directory that holds a search with other arguments, unless
+        `overwrite=True`. Writes nothing.
+        """
+        if self._grows_itself():
             return self._state_of(self)
-        if self.directory is None:
+        if project is None or self.overwrite:
             return None
-        path = os.path.join(os.fspath(self.directory), ENSEMBLE_FILE)
-        if not os.path.exists(path):
+        record = project.recorded_search()
+        saved = type(self).load(project.ensemble_path) if project.has_ensemble() else None
+        if record is None and saved is None:
             return None
-        saved = type(self).load(path)
-        mine, theirs = self.get_params(deep=False), saved.get_params(deep=False)
-        differ = [
-            k
-            for k in mine
-            if k not in _RESUMABLE and _comparable(mine[k]) != _comparable(theirs[k])
-        ]
+        theirs = record["params"] if record else saved._params_record()
+        mine = self._params_record()
+        differ = [k for k in mine if k not in _RESUMABLE and mine[k] != theirs.get(k)]
         if differ:
             raise ValueError(
-                f"The directory {os.fspath(self.directory)!r} holds a search run with "
-                "other arguments: "
-                + ", ".join(f"{k}={theirs[k]!r} there, {mine[k]!r} here" for k in differ)
-                + ". Use another directory, or the same arguments to resume."
+                f"The directory {project.path!r} holds a search run with other "
+                "arguments: "
+                + ", ".join(f"{k}={theirs.get(k)!r} there, {mine[k]!r} here" for k in differ)
+                + ". Use the same arguments to resume, another directory, or "
+                "`overwrite=True` to start anew there."
             )
-        self._log(
-            f"Resuming the search in {os.fspath(self.directory)!r} after iteration "
-            f"{len(saved.members_)}."
-        )
+        if saved is None:
+            return None
+        self._log(f"Resuming the search in {project.path!r} after iteration {len(saved.history_)}.")
         return self._state_of(saved)
+
+    def _check_same_data(self, project, fingerprint):
+        """Refuses to resume a directory's search on other data."""
+        if project is None or self.overwrite or self._grows_itself():
+            return
+        record = project.recorded_search()
+        if record is None or record["data"] == fingerprint:
+            return
+        differ = []
+        for part in ("train", "selection"):
+            there, here = record["data"].get(part), fingerprint[part]
+            if there == here:
+                continue
+            if there is None or here is None:
+                differ.append(f"{part} data given {'here' if here else 'there'} only")
+                continue
+            differ += [
+                f"{part} {key}: {there.get(key)!r} there, {here[key]!r} here"
+                if key != "sha256"
+                else f"other {part} images or labels"
+                for key in here
+                if there.get(key) != here[key]
+            ]
+        raise ValueError(
+            f"The directory {project.path!r} holds a search on other data ("
+            + "; ".join(differ)
+            + "). Fit on the same data to resume, use another directory, or pass "
+            "`overwrite=True` to start anew there."
+        )
+
+    def _grows_itself(self):
+        """Whether `fit` grows this fitted classifier's ensemble (`warm_start`)."""
+        return bool(self.warm_start) and hasattr(self, "ensemble_")
 
     @staticmethod
     def _state_of(classifier):
@@ -591,15 +726,20 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             print(message, flush=True)
 
 
-def _iteration_report(iteration, result, architecture):
-    """The JSON record of a finished iteration."""
+def _iteration_report(iteration, result):
+    """The JSON record of an iteration; `chosen` is None when it was skipped."""
+    chosen = result.chosen
     return {
         "iteration": iteration,
         "candidates": result.candidates,
-        "chosen": result.chosen,
-        "architecture": str(architecture),
-        "mixture_weights": np.asarray(result.mixture.member_weights()).tolist(),
+        "chosen": chosen,
+        "architecture": None if chosen is None else result.candidates[chosen]["architecture"],
+        "mixture_weights": None
+        if chosen is None
+        else np.asarray(result.mixture.member_weights()).tolist(),
         "steps": result.steps,
+        "batch_size": result.batch_size,
+        "resumed_after_epoch": result.initial_epoch,
         "seconds": result.seconds,
         "images_per_second": result.images_per_second,
     }
@@ -608,25 +748,28 @@ def _iteration_report(iteration, result, architecture):
 def _iteration_summary(report, member_info, mixture):
     """The log line after an iteration."""
     served = sum(m["params"] for m in member_info) + mixture.num_params
+    speed = report["images_per_second"]
     return (
         f"Iteration {report['iteration']}: chose {report['architecture']} "
         f"({member_info[-1]['params']:,} parameters); ensemble of {len(member_info)} has "
-        f"{served:,} parameters; {report['seconds']:.0f}s, "
-        f"{report['images_per_second']:.0f} images/s"
+        f"{served:,} parameters; {report['seconds']:.0f}s"
+        + ("" if speed is None else f", {speed:.0f} images/s")
     )
 
 
-def _comparable(value):
-    if isinstance(value, Architecture):
-        return str(value)
-    if hasattr(value, "get_config") and not isinstance(value, str):
-        return (type(value).__name__, value.get_config())
-    if isinstance(value, str) and "@" in value:
-        try:
-            return str(Architecture.parse(value))
-        except ValueError:
-            return value
-    return value
+def _validated_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, (list, tuple)) or not all(
+        isinstance(c, keras.callbacks.Callback) for c in callbacks
+    ):
+        raise TypeError(
+            "`callbacks` must be a list of keras.callbacks.Callback. Received: "
+            f"callbacks={callbacks!r}"
+        )
+    return list(callbacks)
 
 
 def _as_pair(data, y=None):

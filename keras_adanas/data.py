@@ -73,22 +73,34 @@ class LabeledImages:
         *,
         augment=True,
         shuffle=True,
-        repeat=False,
+        epochs=1,
+        initial_epoch=0,
+        steps_per_epoch=None,
         drop_remainder=False,
         seed=None,
     ):
         """Returns a prefetched `tf.data.Dataset` of `(images, labels)` batches.
 
-        Images come out float32 in [0, 255], labels int32.
+        Images come out float32 in [0, 255], labels int32. Each pass over the
+        data (an epoch) has its own order and augmentation, drawn with
+        stateless random ops from `(seed, epoch, position)`: with a `seed` the
+        batches are the same in every run, and a dataset started at
+        `initial_epoch` yields exactly what the full one yields from there, so
+        an interrupted training resumes on the same batches.
 
         Args:
             batch_size: int, examples per batch.
             augment: bool, whether to apply `CIFARAugmentation` (pad and random
                 crop, horizontal flip, cutout).
-            shuffle: bool, whether to reshuffle every epoch.
-            repeat: bool, whether to repeat forever.
-            drop_remainder: bool, whether to drop the last, smaller batch.
-            seed: int or None, seed of the shuffling and the augmentation.
+            shuffle: bool, whether to shuffle each epoch.
+            epochs: int, the epochs to yield, or None to repeat forever.
+            initial_epoch: int, the first epoch to yield (0-based).
+            steps_per_epoch: int or None, batches taken from each epoch (at
+                most one pass); None takes the whole pass.
+            drop_remainder: bool, whether to drop the last, smaller batch of
+                each pass.
+            seed: int or None (a random seed), seed of the order and the
+                augmentation.
 
         Returns:
             A `tf.data.Dataset`.
@@ -96,26 +108,38 @@ class LabeledImages:
         batch_size = _validate_batch_size(batch_size)
         if self.labels is None:
             raise ValueError("Training data needs labels. Received: labels=None")
-        dataset = tf.data.Dataset.from_tensor_slices((self.images, self.labels))
-        if shuffle:
-            dataset = dataset.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            dataset = dataset.repeat()
-        augmentation = CIFARAugmentation(self.image_shape, seed=seed) if augment else None
-        if augmentation is not None:
-            dataset = dataset.map(
-                lambda x, y: (augmentation.crop(tf.cast(x, "float32")), y),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        else:
-            dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-        if augmentation is not None:
-            dataset = dataset.map(
-                lambda x, y: (augmentation.flip_and_cutout(x), y),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        for name, value in (("initial_epoch", initial_epoch), ("epochs", epochs)):
+            if value is not None and (isinstance(value, bool) or int(value) < 0):
+                raise ValueError(f"`{name}` must be an int >= 0. Received: {name}={value!r}")
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31))
+        images, labels = tf.constant(self.images), tf.constant(self.labels)
+        count = len(self)
+        augmentation = CIFARAugmentation(self.image_shape) if augment else None
+        base_seed = tf.constant([int(seed), 0], dtype=tf.int64)
+
+        def one_epoch(epoch):
+            epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
+            order = tf.range(count, dtype=tf.int64)
+            if shuffle:
+                order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
+
+            def example(position, index):
+                image = tf.cast(tf.gather(images, index), "float32")
+                if augmentation is not None:
+                    image = augmentation(
+                        image, tf.random.experimental.stateless_fold_in(epoch_seed, position)
+                    )
+                return image, tf.gather(labels, index)
+
+            dataset = tf.data.Dataset.from_tensor_slices(order).enumerate()
+            dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+            return dataset if steps_per_epoch is None else dataset.take(int(steps_per_epoch))
+
+        last_epoch = np.iinfo(np.int64).max if epochs is None else int(epochs)
+        epochs_dataset = tf.data.Dataset.range(int(initial_epoch), last_epoch)
+        return epochs_dataset.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
     def evaluation_dataset(self, batch_size):
         """Returns batches without augmentation, in order.
@@ -139,29 +163,34 @@ def _to_float(image, label):
 
 
 class CIFARAugmentation:
-    """The CIFAR training augmentation, from Keras preprocessing layers.
+    """The CIFAR training augmentation of one image, from stateless random ops.
 
-    Pads each image by `padding` zero pixels and crops it back at a random
-    offset (`keras.layers.RandomCrop`, applied per image because it draws one
-    offset per call), flips it horizontally at random (`keras.layers.RandomFlip`)
-    and erases one `cutout_size` square with 127.5, the value that scales to 0
-    in the model (`keras.layers.RandomErasing`). On non-square images the
-    erased rectangle keeps the cutout's fraction of each side.
+    Pads the image by `padding` zero pixels and crops it back at a random
+    offset, flips it horizontally at random, and erases one
+    `cutout_size` x `cutout_size` square, placed at random inside the image,
+    with 127.5 (the value that scales to 0 in the model).
+
+    Every random draw is a function of the `seed` passed to the call
+    (`tf.image.stateless_random_*`), never of a hidden state. Keras'
+    `RandomCrop`, `RandomFlip` and `RandomErasing` layers draw from a stateful
+    `SeedGenerator` (their `seed` argument takes an int, not a tensor), which
+    a parallel `tf.data` map consumes in no fixed order: seeded runs would then
+    see different images, and a resumed training other images than the
+    uninterrupted one.
 
     Args:
         image_shape: `(height, width, channels)`.
         padding: int, pixels of zero padding on each side before the crop.
         cutout_size: int, side of the erased square, at most the image side.
-        seed: int or None.
 
     Example:
 
-    >>> augmentation = CIFARAugmentation((32, 32, 3), seed=1)
-    >>> images = augmentation(tf.zeros((8, 32, 32, 3)))
+    >>> augmentation = CIFARAugmentation((32, 32, 3))
+    >>> image = augmentation(tf.zeros((32, 32, 3)), seed=tf.constant([1, 2]))
     """
 
-    def __init__(self, image_shape, padding=4, cutout_size=16, seed=None):
-        height, width, _ = (int(d) for d in image_shape)
+    def __init__(self, image_shape, padding=4, cutout_size=16):
+        height, width, channels = (int(d) for d in image_shape)
         if int(padding) < 0:
             raise ValueError(f"`padding` must be >= 0. Received: padding={padding}")
         if not 0 < int(cutout_size) <= min(height, width):
@@ -169,35 +198,47 @@ class CIFARAugmentation:
                 "`cutout_size` must be in [1, min(height, width)]. Received: "
                 f"cutout_size={cutout_size}, image_shape={tuple(image_shape)}"
             )
+        self.image_shape = (height, width, channels)
         self.padding = int(padding)
-        seeds = [None] * 3 if seed is None else [seed, seed + 1, seed + 2]
-        self.random_crop = keras.layers.RandomCrop(height, width, seed=seeds[0])
-        self.random_flip = keras.layers.RandomFlip("horizontal", seed=seeds[1])
-        # RandomErasing draws side = sqrt(scale) * image side.
-        fraction = int(cutout_size) / max(height, width)
-        self.cutout = keras.layers.RandomErasing(
-            factor=(1.0, 1.0),
-            scale=(fraction**2, fraction**2),
-            fill_value=127.5,
-            value_range=(0, 255),
-            seed=seeds[2],
-        )
+        self.cutout_size = int(cutout_size)
 
-    def crop(self, image):
+    def crop(self, image, seed):
         """Pad and random crop of one `(H, W, C)` image."""
         p = self.padding
-        image = tf.pad(image, [[p, p], [p, p], [0, 0]])
-        return self.random_crop(image, training=True)
+        padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
+        return tf.image.stateless_random_crop(padded, self.image_shape, seed=seed)
 
-    def flip_and_cutout(self, images):
-        """Random horizontal flip and cutout of a batch, per image."""
-        images = self.random_flip(images, training=True)
-        return self.cutout(images, training=True)
+    def flip(self, image, seed):
+        """Random horizontal flip of one image."""
+        return tf.image.stateless_random_flip_left_right(image, seed=seed)
 
-    def __call__(self, images):
-        """Augments a batch `(B, H, W, C)` of float images in [0, 255]."""
-        images = tf.map_fn(self.crop, images)
-        return self.flip_and_cutout(images)
+    def cutout(self, image, seed):
+        """Fills one random `cutout_size` square inside the image with 127.5."""
+        height, width, _ = self.image_shape
+        size = self.cutout_size
+        top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        top = tf.random.stateless_uniform((), top_seed, 0, height - size + 1, dtype=tf.int32)
+        left = tf.random.stateless_uniform((), left_seed, 0, width - size + 1, dtype=tf.int32)
+        rows = tf.range(height)
+        cols = tf.range(width)
+        inside = ((rows >= top) & (rows < top + size))[:, None] & (
+            (cols >= left) & (cols < left + size)
+        )[None, :]
+        return tf.where(inside[..., None], tf.constant(127.5, image.dtype), image)
+
+    def __call__(self, image, seed):
+        """Augments one `(H, W, C)` float image in [0, 255].
+
+        Args:
+            image: float tensor `(H, W, C)`.
+            seed: int tensor of shape `(2,)`.
+        """
+        crop_seed, flip_seed, cutout_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
+        image = self.crop(image, crop_seed)
+        image = self.flip(image, flip_seed)
+        return self.cutout(image, cutout_seed)
 
 
 def load_images(source, y=None, *, split="train", classes=None):

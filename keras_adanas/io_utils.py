@@ -21,29 +21,50 @@ def _temporary_path(path, suffix=""):
     return temporary
 
 
-def save_model_atomically(model, path):
-    """`model.save(path)` in the `.keras` format, atomically."""
-    temporary = _temporary_path(path, suffix=".keras")
+def _write_file_atomically(write, path, suffix=""):
+    """Calls `write(temporary_path)`, then renames the file to `path`."""
+    temporary = _temporary_path(path, suffix=suffix)
     try:
-        model.save(temporary)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def save_model_atomically(model, path):
+    """`model.save(path)` in the `.keras` format, atomically."""
+    _write_file_atomically(model.save, path, suffix=".keras")
+
+
+def save_weights_atomically(model, path):
+    """`model.save_weights(path)` (a `.weights.h5` file), atomically."""
+    _write_file_atomically(model.save_weights, path, suffix=".weights.h5")
 
 
 def write_json_atomically(data, path):
     """Writes `data` as indented JSON, atomically."""
-    temporary = _temporary_path(path)
-    try:
+
+    def write(temporary):
         with open(temporary, "w") as file:
             json.dump(data, file, indent=2, sort_keys=True)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+
+    _write_file_atomically(write, path)
+
+
+def read_json(path):
+    """Reads a JSON file written by `write_json_atomically`.
+
+    Raises:
+        ValueError: naming the file, when it is not valid JSON.
+    """
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path!r} is not a readable JSON file: {error}") from None
 
 
 def write_directory_atomically(write, path):

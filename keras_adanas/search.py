@@ -15,11 +15,13 @@ clips each candidate's gradient to norm 5 on its own.
 import dataclasses
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_adanas.backup import IterationBackup
 from keras_adanas.distillation import Distillation, distillation_loss, teacher_logits
 from keras_adanas.ensemble import MixtureWeights
 from keras_adanas.nasnet import AUX_LOGITS, LOGITS, NASNetA, set_drop_path_schedule
@@ -103,7 +105,9 @@ class ThroughputTimer(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         end = time.perf_counter()
-        if self._batches > 1:
+        if self._batches == 0:
+            self.images_per_second = None
+        elif self._batches > 1:
             seconds, batches = end - self._first_batch_end, self._batches - 1
         else:
             seconds, batches = end - self._start, self._batches
@@ -291,25 +295,34 @@ class IterationResult:
     """What an iteration produced.
 
     Attributes:
-        chosen: int, index of the chosen candidate.
-        member: the chosen candidate's served model (images -> logits), frozen.
-        mixture: the chosen candidate ensemble's `MixtureWeights`, frozen.
+        chosen: int, index of the chosen candidate, or None when every
+            candidate diverged.
+        member: the chosen candidate's served model (images -> logits),
+            frozen, or None.
+        mixture: the chosen candidate ensemble's `MixtureWeights`, frozen, or
+            None.
         candidates: list of dicts, one per candidate: `architecture`,
-            `train_loss` (last epoch's mean), `selection_loss` (None with a
-            single candidate).
-        steps: int, training steps run.
-        seconds: float, wall time of training and selection.
-        images_per_second: float, steady-state training throughput (images of
-            the shared batches per second, after the first, compiling batch).
+            `train_loss` (last epoch's mean; None for a diverged one, so the
+            report stays strict JSON), `selection_loss` (None with a single
+            candidate or for a diverged one), `diverged`.
+        steps: int, training steps of the iteration.
+        batch_size: int, the batch size it trained with.
+        initial_epoch: int, epochs restored from a backup (0 if none).
+        seconds: float, wall time of training and selection in this run.
+        images_per_second: float or None, steady-state training throughput
+            (images of the shared batches per second, after the first,
+            compiling batch); None when this run trained no batch.
     """
 
-    chosen: int
-    member: keras.Model
-    mixture: MixtureWeights
+    chosen: int | None
+    member: keras.Model | None
+    mixture: MixtureWeights | None
     candidates: list
     steps: int
+    batch_size: int
+    initial_epoch: int
     seconds: float
-    images_per_second: float
+    images_per_second: float | None
 
 
 def build_candidates(architectures, num_classes, image_shape, iteration, seed):
@@ -344,6 +357,15 @@ def ensemble_crossentropy(logits, labels):
     return float(-log_probs[np.arange(len(labels)), labels].mean())
 
 
+def is_out_of_memory(error):
+    """Whether `error` is a backend's out-of-memory error (TF, JAX or PyTorch)."""
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")
+        or "RESOURCE_EXHAUSTED" in str(error)
+    )
+
+
 def run_iteration(
     iteration,
     candidates,
@@ -354,8 +376,12 @@ def run_iteration(
     previous_mixture=None,
     callbacks=None,
     verbose=0,
+    backup_dir=None,
 ):
     """Trains the candidates of one iteration together and selects one.
+
+    A candidate whose training loss is not finite at the end has diverged: it
+    is dropped with a warning and the others are selected among.
 
     Args:
         iteration: int, 1-based.
@@ -368,9 +394,14 @@ def run_iteration(
         previous_mixture: the previous ensemble's `MixtureWeights` or None.
         callbacks: list of Keras callbacks for `fit`.
         verbose: 0, 1 or 2, as Keras' `fit`.
+        backup_dir: a folder for epoch backups (`IterationBackup`), or None.
+            A backup of this same training found there is restored and the
+            training goes on from its epoch, on the batches it would have
+            seen.
 
     Returns:
-        An `IterationResult`, or None when every candidate diverged.
+        An `IterationResult`; its `chosen` is None when every candidate
+        diverged.
     """
     epochs, steps_per_epoch = config.schedule(len(train_data))
     total_steps = epochs * steps_per_epoch
@@ -388,50 +419,80 @@ def run_iteration(
         distiller.variable_groups(), learning_rate=learning_rate, momentum=MOMENTUM
     )
     distiller.compile(optimizer=optimizer, jit_compile=config.jit_compile)
-    dataset = train_data.training_dataset(
-        config.batch_size,
-        augment=config.augment,
-        repeat=True,
-        seed=None if config.seed is None else config.seed + iteration,
-    )
+    seed = None if config.seed is None else config.seed + iteration
+    backup = None
+    initial_epoch = 0
+    if backup_dir is not None:
+        signature = {
+            "iteration": iteration,
+            "candidates": [str(c.architecture) for c in candidates],
+            "batch_size": config.batch_size,
+            "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "seed": seed,
+        }
+        backup = IterationBackup(backup_dir, signature)
+        initial_epoch = backup.restore(distiller)
+        if initial_epoch and verbose:
+            print(
+                f"Iteration {iteration}: restored the backup after epoch {initial_epoch}/{epochs}.",
+                flush=True,
+            )
     timer = ThroughputTimer(config.batch_size)
     start = time.perf_counter()
-    history = distiller.fit(
-        dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[*(callbacks or []), timer],
-        verbose=verbose,
-    )
+    history = None
+    if initial_epoch < epochs:  # Keras' `fit` breaks when no epoch is left.
+        dataset = train_data.training_dataset(
+            config.batch_size,
+            augment=config.augment,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            seed=seed,
+        )
+        history = distiller.fit(
+            dataset,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            shuffle=False,  # The dataset shuffles each epoch itself.
+            callbacks=[*(callbacks or []), timer, *([backup] if backup else [])],
+            verbose=verbose,
+        )
+    epoch_logs = backup.epoch_logs if backup else _epoch_logs(history.history)
     train_losses = [
-        float(history.history[f"{candidate_key(j)}_loss"][-1]) for j in range(len(candidates))
+        float(epoch_logs[-1][f"{candidate_key(j)}_loss"]) for j in range(len(candidates))
     ]
+    diverged = [not math.isfinite(loss) for loss in train_losses]
+    for j, candidate in enumerate(candidates):
+        if diverged[j]:
+            warnings.warn(
+                f"Candidate {j} ({candidate.architecture}) of iteration {iteration} "
+                f"diverged (training loss {train_losses[j]}); it is dropped.",
+                stacklevel=2,
+            )
 
     selection_losses = [None] * len(candidates)
-    if len(candidates) > 1:
+    if len(candidates) > 1 and not all(diverged):
         predictions = distiller.predict(
             selection_data.evaluation_dataset(max(config.batch_size, 256)), verbose=0
         )
         selection_losses = [
-            ensemble_crossentropy(predictions[ensemble_key(j)], selection_data.labels)
+            None
+            if diverged[j]
+            else ensemble_crossentropy(predictions[ensemble_key(j)], selection_data.labels)
             for j in range(len(candidates))
         ]
-        # A candidate whose training loss diverged is not eligible.
-        chosen = select_candidate(
-            [
-                loss if np.isfinite(t) else np.nan
-                for loss, t in zip(selection_losses, train_losses, strict=True)
-            ]
-        )
+        chosen = select_candidate([np.nan if s is None else s for s in selection_losses])
     else:
-        chosen = 0 if np.isfinite(train_losses[0]) else None
-    if chosen is None:
-        return None
+        chosen = None if all(diverged) else 0
     seconds = time.perf_counter() - start
-    member = candidates[chosen].without_auxiliary_head(name=f"member_{iteration}")
-    member.trainable = False
-    mixture = distiller.mixtures[chosen]
-    mixture.trainable = False
+    member = mixture = None
+    if chosen is not None:
+        member = candidates[chosen].without_auxiliary_head(name=f"member_{iteration}")
+        member.trainable = False
+        mixture = distiller.mixtures[chosen]
+        mixture.trainable = False
     return IterationResult(
         chosen=chosen,
         member=member,
@@ -439,12 +500,21 @@ def run_iteration(
         candidates=[
             {
                 "architecture": str(c.architecture),
-                "train_loss": train_losses[j],
+                "train_loss": None if diverged[j] else train_losses[j],
                 "selection_loss": selection_losses[j],
+                "diverged": diverged[j],
             }
             for j, c in enumerate(candidates)
         ],
         steps=total_steps,
+        batch_size=config.batch_size,
+        initial_epoch=initial_epoch,
         seconds=seconds,
         images_per_second=timer.images_per_second,
     )
+
+
+def _epoch_logs(history):
+    """Keras' `History.history` (lists per metric) as one dict per epoch."""
+    epochs = len(next(iter(history.values()), []))
+    return [{k: float(v[e]) for k, v in history.items()} for e in range(epochs)]

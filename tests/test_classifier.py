@@ -133,7 +133,12 @@ assert sorted(model.signatures) == ["serve", "serve_float", "serving_default"]
 
 def test_project_directory_holds_each_finished_iteration(fitted):
     directory = fitted.directory
-    assert sorted(os.listdir(directory)) == ["ensemble.keras", "iteration_001", "iteration_002"]
+    assert sorted(os.listdir(directory)) == [
+        "ensemble.keras",
+        "iteration_001",
+        "iteration_002",
+        "search.json",
+    ]
     for i in (1, 2):
         folder = os.path.join(directory, f"iteration_00{i}")
         assert sorted(os.listdir(folder)) == ["member.keras", "report.json"]

@@ -151,44 +151,88 @@ def test_unaugmented_training_pipeline_is_a_shuffle(cifar10):
     assert labels.numpy().tolist() != y.tolist()
 
 
+def seeds(count, start=0):
+    return [tf.constant([start + i, 7], tf.int64) for i in range(count)]
+
+
 def test_cutout_erases_one_16x16_square_per_image():
     # Images with no 127.5 pixel: the erased pixels are exactly the cutout.
-    augmentation = CIFARAugmentation((32, 32, 3), seed=7)
-    images = tf.constant(random_images(32).astype("float32"))
-    erased = np.asarray(augmentation.flip_and_cutout(images)) == 127.5
+    augmentation = CIFARAugmentation((32, 32, 3))
+    images = random_images(32).astype("float32")
+    erased = np.stack(
+        [
+            np.asarray(augmentation.cutout(tf.constant(x), s)) == 127.5
+            for x, s in zip(images, seeds(32), strict=True)
+        ]
+    )
     assert erased.reshape(32, -1).sum(axis=1).tolist() == [16 * 16 * 3] * 32
+    corners = set()
     for mask in erased[..., 0]:
         rows, cols = np.nonzero(mask)
         assert rows.max() - rows.min() == 15 and cols.max() - cols.min() == 15
+        corners.add((rows.min(), cols.min()))
+    assert len(corners) > 16  # placed at random
 
 
 def test_crop_is_a_shift_of_at_most_4_pixels_with_zero_fill():
-    augmentation = CIFARAugmentation((32, 32, 3), seed=2)
+    augmentation = CIFARAugmentation((32, 32, 3))
     image = tf.constant(np.full((32, 32, 3), 100.0, "float32"))
-    for _ in range(10):
-        cropped = np.asarray(augmentation.crop(image))
+    shifts = set()
+    for seed in seeds(20):
+        cropped = np.asarray(augmentation.crop(image, seed))
         assert cropped.shape == (32, 32, 3)
         zero_rows = int((cropped[:, 16, 0] == 0).sum())
         zero_cols = int((cropped[16, :, 0] == 0).sum())
         assert zero_rows <= 4 and zero_cols <= 4
         assert set(np.unique(cropped)) <= {0.0, 100.0}
+        shifts.add((zero_rows, zero_cols))
+    assert len(shifts) > 3
 
 
 def test_flip_is_per_image():
-    augmentation = CIFARAugmentation((32, 32, 3), cutout_size=1, seed=0)
-    image = np.tile(np.arange(32, dtype="float32")[None, :, None], (32, 1, 3))
-    batch = tf.constant(np.stack([image] * 64))
-    flipped = np.asarray(augmentation.random_flip(batch, training=True))
-    is_flipped = flipped[:, 0, 0, 0] == 31
+    augmentation = CIFARAugmentation((32, 32, 3))
+    image = tf.constant(np.tile(np.arange(32, dtype="float32")[None, :, None], (32, 1, 3)))
+    flipped = [np.asarray(augmentation.flip(image, seed)) for seed in seeds(64)]
+    is_flipped = np.array([f[0, 0, 0] == 31 for f in flipped])
     assert 0 < is_flipped.sum() < 64
+    np.testing.assert_array_equal(flipped[is_flipped.argmax()], np.asarray(image)[:, ::-1])
+
+
+def test_augmentation_is_a_function_of_its_seed():
+    augmentation = CIFARAugmentation((32, 32, 3))
+    image = tf.constant(random_images(1)[0].astype("float32"))
+    first, second = seeds(2)
+    np.testing.assert_array_equal(augmentation(image, first), augmentation(image, first))
+    assert not np.array_equal(augmentation(image, first), augmentation(image, second))
 
 
 def test_augmentation_on_mnist_sized_images():
-    augmentation = CIFARAugmentation((28, 28, 1), cutout_size=14, seed=0)
-    out = augmentation(tf.constant(random_images(4, (28, 28, 1)).astype("float32")))
-    assert out.shape == (4, 28, 28, 1)
-    erased = (np.asarray(out) == 127.5).reshape(4, -1).sum(axis=1)
-    assert erased.tolist() == [14 * 14] * 4
+    augmentation = CIFARAugmentation((28, 28, 1), cutout_size=14)
+    out = [
+        np.asarray(augmentation(tf.constant(x), s))
+        for x, s in zip(random_images(4, (28, 28, 1)).astype("float32"), seeds(4), strict=True)
+    ]
+    assert out[0].shape == (28, 28, 1)
+    erased = [(o == 127.5).sum() for o in out]
+    assert erased == [14 * 14] * 4
+
+
+def batch_sums(dataset, count):
+    return np.concatenate([x.numpy().sum(axis=(1, 2, 3)) for x, _ in dataset.take(count)])
+
+
+def test_a_seeded_pipeline_is_repeatable_and_resumes_at_any_epoch(cifar10):
+    data = load_images(cifar10["x_test"][:100], cifar10["y_test"][:100])
+    full = batch_sums(data.training_dataset(16, seed=5, epochs=4, steps_per_epoch=3), 12)
+    again = batch_sums(data.training_dataset(16, seed=5, epochs=4, steps_per_epoch=3), 12)
+    np.testing.assert_array_equal(full, again)
+    resumed = data.training_dataset(16, seed=5, epochs=4, initial_epoch=2, steps_per_epoch=3)
+    np.testing.assert_array_equal(batch_sums(resumed, 6), full[6 * 16 :])
+    assert len(list(resumed)) == 6  # epochs 2 and 3, three batches each
+    other_seed = batch_sums(data.training_dataset(16, seed=6, epochs=1, steps_per_epoch=3), 3)
+    assert not np.array_equal(other_seed, full[: 3 * 16])
+    # Each epoch is a new order and new augmentation.
+    assert not np.array_equal(full[:48], full[48:96])
 
 
 # === Bad input ===
@@ -270,6 +314,8 @@ def test_bad_arguments(cifar10):
         data.training_dataset("32")
     with pytest.raises(ValueError, match="batch_size=0"):
         data.evaluation_dataset(0)
+    with pytest.raises(ValueError, match="initial_epoch=-1"):
+        data.training_dataset(8, initial_epoch=-1)
     with pytest.raises(ValueError, match="cutout_size=40"):
         CIFARAugmentation((32, 32, 3), cutout_size=40)
 

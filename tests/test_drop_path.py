@@ -82,3 +82,21 @@ def test_every_non_identity_op_of_a_network_has_a_scheduled_drop_path():
         assert float(layer.keep_probability()) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="total_steps=-1"):
         set_drop_path_schedule(model, total_steps=-1)
+
+
+def test_saved_weights_carry_the_random_state_of_the_drop_pattern(tmp_path):
+    def model():
+        layer = DropPath(cell_index=3, num_cells=3, total_steps=10, seed=4)
+        return keras.Sequential([keras.Input((1, 1, 1)), layer])
+
+    inputs = np.ones((64, 1, 1, 1), "float32")
+    original = model()
+    first = keras.ops.convert_to_numpy(original(inputs, training=True))
+    original.save_weights(tmp_path / "backup.weights.h5")
+    expected = keras.ops.convert_to_numpy(original(inputs, training=True))
+    assert not np.array_equal(first, expected)  # the state moved on
+    restored = model()
+    restored.load_weights(tmp_path / "backup.weights.h5")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(inputs, training=True)), expected
+    )

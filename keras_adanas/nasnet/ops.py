@@ -125,6 +125,22 @@ class DropPath(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        # The drop pattern's random state too, so a training restored from a
+        # backup draws the masks the uninterrupted one would have drawn.
+        store[self._seed_state_key] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        for i, variable in enumerate(self._trainable_variables + self._non_trainable_variables):
+            variable.assign(store[f"{i}"])
+        if self._seed_state_key in store.keys():  # Absent from older files.
+            self.seed_generator.state.assign(store[self._seed_state_key])
+
+    @property
+    def _seed_state_key(self):
+        return f"{len(self._trainable_variables + self._non_trainable_variables)}"
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -1,0 +1,342 @@
+"""The bad-input catalogue: every public entry point fed the wrong things.
+
+Each bad input must raise a clear `ValueError`/`TypeError` (or
+`FileNotFoundError`, `NotFittedError`) naming what was received, before any
+training starts (`run_iteration` and `build_candidates` fail the test if
+called) and before anything is written (the project directory is left exactly
+as it was).
+"""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.exceptions import NotFittedError
+
+import keras_adanas.classifier as classifier_module
+from keras_adanas import AdaNASClassifier, Ensemble, MixtureWeights, NASNetA, load_images
+from keras_adanas.project import ProjectDirectory, data_fingerprint
+
+
+@pytest.fixture(autouse=True)
+def no_training(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("training started on bad input")
+
+    monkeypatch.setattr(classifier_module, "run_iteration", fail)
+    monkeypatch.setattr(classifier_module, "build_candidates", fail)
+
+
+@pytest.fixture(scope="module")
+def images(cifar10):
+    x, y = cifar10["x_train"][:8], np.array([0, 1] * 4)
+    return x, y
+
+
+def snapshot(directory):
+    """Every file under `directory` with its size and modification time."""
+    if not os.path.exists(directory):
+        return None
+    return {
+        os.path.join(root, name): (
+            os.path.getsize(os.path.join(root, name)),
+            os.stat(os.path.join(root, name)).st_mtime_ns,
+        )
+        for root, _, names in os.walk(directory)
+        for name in names
+    }
+
+
+# === Classifier arguments ===
+
+BAD_ARGUMENTS = [
+    ({"budget": "lots"}, ValueError, "budget='lots'"),
+    ({"budget": -5}, ValueError, "budget=-5"),
+    ({"budget": "0"}, ValueError, "budget='0'"),
+    ({"budget": 2.5}, TypeError, "budget=2.5"),
+    ({"budget": True}, TypeError, "budget=True"),
+    ({"budget": 1000}, ValueError, "below the smallest first candidate"),
+    ({"generator": "random"}, ValueError, "generator='random'"),
+    ({"generator": 42}, TypeError, "generator=42"),
+    ({"generator": object()}, TypeError, "candidates"),
+    ({"architecture": "6@25"}, ValueError, "filters=25"),
+    ({"architecture": "six"}, ValueError, "architecture='six'"),
+    ({"architecture": "0@24"}, ValueError, "depth=0"),
+    ({"architecture": None}, TypeError, "architecture=None"),
+    ({"distillation": "akd"}, ValueError, "distillation='akd'"),
+    ({"kd_temperature": 0}, ValueError, "kd_temperature=0"),
+    ({"kd_temperature": "1"}, TypeError, "kd_temperature='1'"),
+    ({"kd_weight": -1.0}, ValueError, "kd_weight=-1.0"),
+    ({"mixture_weights": "matrix"}, ValueError, "mixture_weights='matrix'"),
+    ({"max_iterations": 0}, ValueError, "max_iterations=0"),
+    ({"max_iterations": 2.5}, TypeError, "max_iterations=2.5"),
+    ({"epochs_per_iteration": 0}, ValueError, "epochs_per_iteration=0"),
+    ({"steps_per_iteration": -3}, ValueError, "steps_per_iteration=-3"),
+    ({"epochs_per_iteration": 1, "steps_per_iteration": 5}, ValueError, "one of"),
+    ({"batch_size": "32"}, TypeError, "batch_size='32'"),
+    ({"batch_size": 0}, ValueError, "batch_size=0"),
+    ({"learning_rate": -0.1}, ValueError, "learning_rate=-0.1"),
+    ({"learning_rate": float("nan")}, ValueError, "learning_rate=nan"),
+    ({"learning_rate": "0.1"}, ValueError, "learning_rate='0.1'"),
+    ({"augment": "yes"}, TypeError, "augment='yes'"),
+    ({"warm_start": 1}, TypeError, "warm_start=1"),
+    ({"overwrite": "no"}, TypeError, "overwrite='no'"),
+    ({"jit_compile": "xla"}, ValueError, "jit_compile='xla'"),
+    ({"seed": -1}, ValueError, "seed=-1"),
+    ({"seed": 1.5}, TypeError, "seed=1.5"),
+    ({"verbose": 3}, ValueError, "verbose=3"),
+    ({"verbose": True}, ValueError, "verbose=True"),
+    ({"directory": 42}, TypeError, "directory=42"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, message", BAD_ARGUMENTS)
+def test_bad_classifier_arguments(kwargs, error, message, images, tmp_path):
+    directory = tmp_path / "project"
+    arguments = {"architecture": "1@24", "directory": str(directory), **kwargs}
+    with pytest.raises(error, match=message):
+        AdaNASClassifier(**arguments).fit(*images)
+    assert not directory.exists()
+
+
+# === Data given to fit ===
+
+
+def uint8(shape):
+    return np.zeros(shape, np.uint8)
+
+
+def fit_cases(x, y):
+    floats = x.astype("float32")
+    return {
+        "no images": ((None, y), {}, TypeError, "Received: images of type NoneType"),
+        "missing file": (("no/such/file.npz",), {}, FileNotFoundError, "no/such/file.npz"),
+        "strings as images": (([["a"]] * 8, y), {}, TypeError, "integer or float pixel"),
+        "bool images": ((x > 100, y), {}, TypeError, "dtype=bool"),
+        "flat images": ((x.reshape(8, -1), y), {}, ValueError, "rank 4"),
+        "rank 5": ((x[..., None], y), {}, ValueError, "rank 4"),
+        "empty": ((uint8((0, 32, 32, 3)), []), {}, ValueError, "empty"),
+        "one class": ((x, np.full(8, 3)), {}, ValueError, "at least 2 classes.*all 3"),
+        "one named class": ((x, ["cat"] * 8), {}, ValueError, "at least 2 classes"),
+        "NaN pixels": ((np.where(x > 250, np.nan, floats), y), {}, ValueError, "NaN"),
+        "pixels over 255": ((floats * 2, y), {}, ValueError, r"\[0, 255\]"),
+        "negative pixels": ((floats - 1, y), {}, ValueError, r"\[0, 255\]"),
+        "pixels in [0, 1]": ((floats / 255, y), {}, ValueError, "multiply the images by 255"),
+        "no labels": ((x,), {}, ValueError, "needs labels"),
+        "labels too short": ((x, y[:5]), {}, ValueError, "8 images and 5 labels"),
+        "2-D labels": ((x, np.zeros((8, 3))), {}, ValueError, r"labels.shape=\(8, 3\)"),
+        "fractional labels": ((x, y + 0.5), {}, TypeError, "ints .* or strings"),
+        "negative labels": ((x, y - 1), {}, ValueError, "must be >= 0"),
+        "4x4 images": ((uint8((8, 4, 4, 3)), y), {}, ValueError, "at least 9x9"),
+        "y beside a path": (("cifar10", y), {}, ValueError, "`y` must be None"),
+        "dataset of images only": (
+            (tf.data.Dataset.from_tensor_slices(x),),
+            {},
+            ValueError,
+            r"\(image, label\) pairs",
+        ),
+        "validation images of another shape": (
+            (x, y),
+            {"validation_data": (uint8((4, 28, 28, 3)), [0, 1, 0, 1])},
+            ValueError,
+            "validation_data",
+        ),
+        "validation data without labels": (
+            (x, y),
+            {"validation_data": x},
+            ValueError,
+            "`validation_data` needs labels",
+        ),
+        "validation labels of an unknown class": (
+            (x, y),
+            {"validation_data": (x[:2], [0, 7])},
+            ValueError,
+            "outside the class range",
+        ),
+        "callbacks not a list": ((x, y), {"callbacks": "early"}, TypeError, "callbacks='early'"),
+        "callbacks not Callbacks": ((x, y), {"callbacks": [object()]}, TypeError, "callbacks"),
+    }
+
+
+FIT_CASES = list(fit_cases(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8)))
+
+
+@pytest.mark.parametrize("case", FIT_CASES)
+def test_bad_data_given_to_fit(case, images, tmp_path):
+    args, kwargs, error, message = fit_cases(*images)[case]
+    directory = tmp_path / "project"
+    clf = AdaNASClassifier(architecture="1@24", directory=str(directory))
+    with pytest.raises(error, match=message):
+        clf.fit(*args, **kwargs)
+    assert not directory.exists()
+
+
+# === A fitted classifier: predict, score, evaluate, save, load, export ===
+
+
+def untrained_classifier_file(path):
+    """A saved classifier with one untrained 1@24 member (no training needed)."""
+    member = NASNetA("1@24", 10, seed=0).without_auxiliary_head(name="member_1")
+    ensemble = Ensemble([member], MixtureWeights("uniform", 1), classes=range(10))
+    classifier = AdaNASClassifier(architecture="1@24")
+    classifier._set_fitted(ensemble, range(10), [], [])
+    classifier.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return untrained_classifier_file(tmp_path_factory.mktemp("saved") / "classifier.keras")
+
+
+@pytest.fixture(scope="module")
+def fitted(saved):
+    return AdaNASClassifier.load(saved)
+
+
+def predict_cases(x):
+    nan = x.astype("float32")
+    nan[0, 0, 0, 0] = np.nan
+    return {
+        "predict, other image size": (
+            "predict",
+            (np.zeros((2, 28, 28, 3), "uint8"),),
+            r"\(32, 32, 3\)",
+        ),
+        "predict, a missing path": ("predict", ("nothing.npz",), "nothing.npz"),
+        "predict, NaN pixels": ("predict", (nan,), "NaN"),
+        "predict, flat images": ("predict", (x.reshape(len(x), -1),), "rank 4"),
+        "predict_proba, pixels over 255": ("predict_proba", (x * 2.0,), r"\[0, 255\]"),
+        "score, no labels": ("score", (x,), "needs labels"),
+        "score, unknown class": ("score", (x[:2], [0, 12]), "outside the class range"),
+        "evaluate, labels too long": ("evaluate", (x[:2], [0, 1, 2]), "2 images and 3 labels"),
+        "evaluate, named labels for int classes": ("evaluate", (x[:1], ["cat"]), "outside"),
+    }
+
+
+PREDICT_CASES = list(predict_cases(np.zeros((4, 32, 32, 3), "uint8")))
+
+
+@pytest.mark.parametrize("case", PREDICT_CASES)
+def test_bad_data_given_to_a_fitted_classifier(case, fitted, images):
+    method, args, message = predict_cases(images[0][:4])[case]
+    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=message):
+        getattr(fitted, method)(*args)
+
+
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "score", "evaluate", "save", "export"]
+)
+def test_an_unfitted_classifier_refuses(method, tmp_path):
+    args = {"save": (tmp_path / "c.keras",), "export": (tmp_path / "sm",)}.get(
+        method, (np.zeros((1, 32, 32, 3), "uint8"), [0])
+    )
+    if method in ("predict", "predict_proba"):
+        args = args[:1]
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        getattr(AdaNASClassifier(), method)(*args)
+    assert not os.listdir(tmp_path)
+
+
+def load_cases(tmp_path, saved):
+    (tmp_path / "corrupt.keras").write_bytes(b"garbage")
+    (tmp_path / "half.keras").write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    (tmp_path / "record.json").write_text("{}")
+    (tmp_path / "empty_project").mkdir()
+    NASNetA("1@24", 10).save(tmp_path / "plain.keras")
+    return {
+        "missing file": (tmp_path / "missing.keras", FileNotFoundError, "No saved classifier"),
+        "corrupt file": (tmp_path / "corrupt.keras", ValueError, "not a readable .keras file"),
+        "half-written file": (tmp_path / "half.keras", ValueError, "not a readable .keras"),
+        "JSON file": (tmp_path / "record.json", ValueError, "not a readable .keras file"),
+        "plain Keras model": (tmp_path / "plain.keras", ValueError, "not a keras_adanas"),
+        "project without ensemble": (
+            tmp_path / "empty_project",
+            FileNotFoundError,
+            "No saved classifier",
+        ),
+    }
+
+
+LOAD_CASES = [
+    "missing file",
+    "corrupt file",
+    "half-written file",
+    "JSON file",
+    "plain Keras model",
+    "project without ensemble",
+]
+
+
+@pytest.mark.parametrize("case", LOAD_CASES)
+def test_loading_what_is_not_a_classifier(case, saved, tmp_path):
+    path, error, message = load_cases(tmp_path, saved)[case]
+    with pytest.raises(error, match=message):
+        AdaNASClassifier.load(path)
+
+
+def test_save_needs_a_keras_path(fitted, tmp_path):
+    with pytest.raises(ValueError, match="end in '.keras'. Received: path="):
+        fitted.save(tmp_path / "classifier.h5")
+    assert not os.listdir(tmp_path)
+
+
+# === A project directory that holds another search ===
+
+
+@pytest.fixture
+def project(images, saved, tmp_path):
+    """A directory holding a 1-member search of 1@24 on `images`."""
+    x, y = images
+    path = tmp_path / "project"
+    directory = ProjectDirectory(path)
+    recorded = AdaNASClassifier(architecture="1@24", directory=str(path))
+    train = load_images(x, y)
+    directory.record_search(
+        recorded._params_record(), {"train": data_fingerprint(train), "selection": None}
+    )
+    os.replace(untrained_classifier_file(tmp_path / "ensemble.keras"), directory.ensemble_path)
+    return path
+
+
+def project_cases(x, y):
+    return {
+        "other arguments": (
+            {"distillation": "adaptive"},
+            (x, y),
+            "other arguments: distillation='none' there, 'adaptive' here",
+        ),
+        "other images": ({}, (x[::-1], y), "other data .*other train images or labels"),
+        "more images": ({}, (np.concatenate([x, x]), np.concatenate([y, y])), "examples: 8"),
+        "validation data only here": (
+            {},
+            (x, y, (x, y)),
+            "selection data given here only",
+        ),
+        "other image size": ({}, (np.zeros((8, 28, 28, 3), "uint8"), y), "takes images"),
+    }
+
+
+PROJECT_CASES = list(project_cases(np.zeros(1), np.zeros(1)))
+
+
+@pytest.mark.parametrize("case", PROJECT_CASES)
+def test_a_directory_with_another_search_is_refused_and_left_as_it_was(case, project, images):
+    kwargs, data, message = project_cases(*images)[case]
+    before = snapshot(project)
+    clf = AdaNASClassifier(architecture="1@24", directory=str(project), verbose=0, **kwargs)
+    args, validation = data[:2], (data[2] if len(data) > 2 else None)
+    with pytest.raises(ValueError, match=message):
+        clf.fit(*args, validation_data=validation)
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]"])
+def test_a_damaged_search_record_is_refused(content, project, images):
+    (project / "search.json").write_text(content)
+    before = snapshot(project)
+    clf = AdaNASClassifier(architecture="1@24", directory=str(project), verbose=0)
+    with pytest.raises(ValueError, match="search.json"):
+        clf.fit(*images)
+    assert snapshot(project) == before
