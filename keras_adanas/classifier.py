@@ -19,6 +19,7 @@ from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
 from keras_adanas.generators import get_generator, propose
 from keras_adanas.io_utils import save_model_atomically
 from keras_adanas.nasnet import minimum_image_size
+from keras_adanas.presets import preset_arguments
 from keras_adanas.project import ENSEMBLE_FILE, ProjectDirectory, data_fingerprint
 from keras_adanas.recipe import scaled_learning_rate
 from keras_adanas.search import (
@@ -181,6 +182,31 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         self.jit_compile = jit_compile
         self.seed = seed
         self.verbose = verbose
+
+    @classmethod
+    def from_preset(cls, preset, **overrides):
+        """A classifier with the arguments of a named configuration.
+
+        Args:
+            preset: a name from `keras_adanas.presets.PRESETS` (`"nokd"`,
+                `"w-akd"`, `"dynamic-1@240-akd"`, `"smoke"`, ...).
+            **overrides: arguments that replace the preset's, for example
+                `steps_per_iteration=20_000` or `directory="runs/c10"`.
+
+        Returns:
+            An unfitted `AdaNASClassifier`.
+
+        Example:
+
+        >>> clf = AdaNASClassifier.from_preset("smoke", directory="runs/smoke")
+        """
+        known = cls().get_params(deep=False)
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise TypeError(
+                f"Unknown AdaNASClassifier arguments: {unknown}. Expected some of {sorted(known)}"
+            )
+        return cls(**preset_arguments(preset, **overrides))
 
     # === Fitting ===
 
