@@ -11,6 +11,7 @@ one place that builds `tf.data` pipelines; it works under every Keras backend.
 """
 
 import dataclasses
+import math
 import os
 
 import keras
@@ -138,8 +139,16 @@ class LabeledImages:
             return dataset if steps_per_epoch is None else dataset.take(int(steps_per_epoch))
 
         last_epoch = np.iinfo(np.int64).max if epochs is None else int(epochs)
-        epochs_dataset = tf.data.Dataset.range(int(initial_epoch), last_epoch)
-        return epochs_dataset.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.range(int(initial_epoch), last_epoch).flat_map(one_epoch)
+        if epochs is not None:
+            # `flat_map` hides the length, which Keras' `fit` needs to iterate
+            # a finite dataset once per epoch.
+            per_epoch = count // batch_size if drop_remainder else math.ceil(count / batch_size)
+            if steps_per_epoch is not None:
+                per_epoch = min(per_epoch, int(steps_per_epoch))
+            total = max(0, int(epochs) - int(initial_epoch)) * per_epoch
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(total))
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def evaluation_dataset(self, batch_size):
         """Returns batches without augmentation, in order.

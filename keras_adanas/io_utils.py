@@ -54,6 +54,17 @@ def write_json_atomically(data, path):
     _write_file_atomically(write, path)
 
 
+def save_arrays_atomically(path, **arrays):
+    """`numpy.savez(path, **arrays)`, atomically; `path` ends in `.npz`."""
+    import numpy as np
+
+    def write(temporary):
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+
+    _write_file_atomically(write, path, suffix=".npz")
+
+
 def read_json(path):
     """Reads a JSON file written by `write_json_atomically`.
 

@@ -340,3 +340,81 @@ def test_a_damaged_search_record_is_refused(content, project, images):
     with pytest.raises(ValueError, match="search.json"):
         clf.fit(*images)
     assert snapshot(project) == before
+
+
+# === Command-line flags ===
+
+BAD_FLAGS = [
+    (["fit", "d.npz", "--directory", "{dir}", "--batch-size", "many"], "--batch-size: invalid int"),
+    (["fit", "d.npz", "--directory", "{dir}", "--seed", "1.5"], "--seed: invalid int"),
+    (["fit", "d.npz", "--directory", "{dir}", "--learning-rate", "x"], "--learning-rate: invalid"),
+    (["fit", "d.npz", "--directory", "{dir}", "--preset", "huge"], "--preset: invalid choice"),
+    (["fit", "d.npz", "--directory", "{dir}", "--epochs", "3"], "unrecognized arguments"),
+    (["fit", "d.npz"], "the following arguments are required: --directory"),
+    (["fit", "--directory", "{dir}"], "the following arguments are required: data"),
+    (["train", "d.npz"], "invalid choice: 'train'"),
+    ([], "the following arguments are required: COMMAND"),
+    (["predict", "model", "d.npz"], "the following arguments are required: --output"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS)
+def test_bad_command_line_flags(argv, message, tmp_path, capsys):
+    from keras_adanas.cli import main
+
+    directory = tmp_path / "project"
+    with pytest.raises(SystemExit) as exit:
+        main([a.replace("{dir}", str(directory)) for a in argv])
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not directory.exists()
+
+
+def bad_values(data_path):
+    fit = ["fit", data_path, "--directory", "{dir}", "--architecture", "1@24"]
+    return {
+        "architecture": (fit + ["--architecture", "6@25"], "filters=25"),
+        "budget": (fit + ["--budget", "lots"], "budget='lots'"),
+        "small budget": (fit + ["--budget", "1000"], "below the smallest first candidate"),
+        "distillation": (fit + ["--distillation", "akd"], "distillation='akd'"),
+        "generator": (fit + ["--generator", "random"], "generator='random'"),
+        "verbose": (fit + ["--verbose", "5"], "verbose=5"),
+        "epochs and steps": (
+            fit + ["--epochs-per-iteration", "1", "--steps-per-iteration", "5"],
+            "one of",
+        ),
+        "batch size": (fit + ["--batch-size", "0"], "batch_size=0"),
+        "missing data": (["fit", "none.npz", "--directory", "{dir}"], "none.npz"),
+        "missing validation data": (
+            fit + ["--validation-data", "none.npz"],
+            "none.npz",
+        ),
+        "predict to csv": (["predict", "{model}", data_path, "--output", "p.csv"], "'.npz'"),
+        "evaluate a corrupt model": (["evaluate", "{corrupt}", data_path], "not a readable"),
+        "report a missing project": (["report", "{dir}"], "No saved classifier"),
+        "export a missing model": (["export", "{dir}", "{dir}_saved"], "No saved classifier"),
+    }
+
+
+CLI_VALUE_CASES = list(bad_values("d.npz"))
+
+
+@pytest.mark.parametrize("case", CLI_VALUE_CASES)
+def test_bad_command_line_values(case, saved, cifar10_path, tmp_path, capsys):
+    from keras_adanas.cli import main
+
+    argv, message = bad_values(cifar10_path)[case]
+    directory = tmp_path / "project"
+    (tmp_path / "corrupt.keras").write_bytes(b"garbage")
+    paths = {
+        "{dir}": str(directory),
+        "{model}": str(saved),
+        "{corrupt}": str(tmp_path / "corrupt.keras"),
+    }
+    for key, value in paths.items():
+        argv = [a.replace(key, value) for a in argv]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"keras-adanas {argv[0]}: error:") and message in error
+    assert not directory.exists() and not os.path.exists(f"{directory}_saved")
+    assert not os.path.exists("p.csv")

@@ -229,6 +229,7 @@ def test_a_seeded_pipeline_is_repeatable_and_resumes_at_any_epoch(cifar10):
     resumed = data.training_dataset(16, seed=5, epochs=4, initial_epoch=2, steps_per_epoch=3)
     np.testing.assert_array_equal(batch_sums(resumed, 6), full[6 * 16 :])
     assert len(list(resumed)) == 6  # epochs 2 and 3, three batches each
+    assert int(resumed.cardinality()) == 6
     other_seed = batch_sums(data.training_dataset(16, seed=6, epochs=1, steps_per_epoch=3), 3)
     assert not np.array_equal(other_seed, full[: 3 * 16])
     # Each epoch is a new order and new augmentation.
