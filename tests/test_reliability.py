@@ -15,6 +15,7 @@ import pytest
 from keras_adanas import AdaNASClassifier, load_images
 from keras_adanas.data import DATA_DIR_ENV
 from keras_adanas.io_utils import read_json
+from keras_adanas.project import ProjectDirectory
 from keras_adanas.search import IterationConfig, build_candidates, run_iteration
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "resumable_search.py")
@@ -257,3 +258,34 @@ def test_other_errors_are_not_retried(small_cifar, monkeypatch):
     with pytest.raises(RuntimeError, match="a bug"):
         AdaNASClassifier(architecture="1@24", verbose=0).fit(small_cifar.images, small_cifar.labels)
     assert calls == [1]
+
+
+def test_overwrite_starts_anew_and_removes_only_search_files(small_cifar, tmp_path):
+    project = tmp_path / "project"
+    old = AdaNASClassifier(architecture="1@48", distillation="adaptive", directory=str(project))
+    ProjectDirectory(project).record_search(old._params_record(), {"train": None})
+    (project / "iteration_007").mkdir()
+    (project / "iteration_007" / "report.json").write_text("{}")
+    (project / ".ensemble.keras.abc.tmp.keras").write_bytes(b"torn")
+    (project / "notes.txt").write_text("mine")
+    arguments = dict(
+        architecture="1@24",
+        max_iterations=1,
+        steps_per_iteration=2,
+        batch_size=16,
+        directory=str(project),
+        seed=0,
+        verbose=0,
+    )
+    with pytest.raises(ValueError, match="other arguments"):
+        AdaNASClassifier(**arguments).fit(small_cifar.images, small_cifar.labels)
+    clf = AdaNASClassifier(**arguments, overwrite=True)
+    clf.fit(small_cifar.images, small_cifar.labels)
+    assert sorted(os.listdir(project)) == [
+        "ensemble.keras",
+        "iteration_001",
+        "notes.txt",
+        "search.json",
+    ]
+    assert read_json(project / "search.json")["params"]["architecture"] == "1@24"
+    assert [m["architecture"] for m in clf.members_] == ["1@24"]
