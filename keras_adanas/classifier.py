@@ -18,7 +18,7 @@ from keras_adanas.distillation import Distillation
 from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
 from keras_adanas.generators import get_generator, propose
 from keras_adanas.io_utils import save_model_atomically
-from keras_adanas.nasnet import minimum_image_size
+from keras_adanas.nasnet import validate_image_shape
 from keras_adanas.presets import preset_arguments
 from keras_adanas.project import ENSEMBLE_FILE, ProjectDirectory, data_fingerprint
 from keras_adanas.recipe import scaled_learning_rate
@@ -249,13 +249,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 "The training data must hold at least 2 classes. Received: labels "
                 f"that are all {train.classes[int(train.labels[0])]!r}"
             )
-        smallest = minimum_image_size(include_auxiliary_head=True)
-        if min(train.image_shape[:2]) < smallest:
-            raise ValueError(
-                f"Images must be at least {smallest}x{smallest} pixels for NASNet-A's "
-                f"two reductions and auxiliary head. Received: images of shape "
-                f"{train.image_shape}"
-            )
+        validate_image_shape(train.image_shape)  # before anything is written
         selection = train
         if validation_data is not None:
             selection = load_images(*_as_pair(validation_data), split="test", classes=train.classes)
@@ -284,7 +278,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         if project is not None:
             if self.overwrite:
                 project.clear()
-            project.remove_temporary_files()
+            else:
+                project.remove_temporary_files()
             project.record_search(self._params_record(), fingerprint)
         ensemble = state["ensemble"]
         members = list(ensemble.members) if ensemble else []

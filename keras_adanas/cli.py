@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 
+from keras_adanas.classifier import AdaNASClassifier
+from keras_adanas.io_utils import save_arrays_atomically
 from keras_adanas.presets import PRESETS
 
 # Classifier arguments settable from the command line: (flag, type, help).
@@ -110,8 +112,6 @@ def main(argv=None):
 
 
 def _fit(args):
-    from keras_adanas.classifier import AdaNASClassifier
-
     overrides = {
         name: getattr(args, name)
         for name in [n for n, _, _ in _CLASSIFIER_FLAGS] + ["augment"]
@@ -129,8 +129,6 @@ def _fit(args):
 
 
 def _load(path):
-    from keras_adanas.classifier import AdaNASClassifier
-
     return AdaNASClassifier.load(path)
 
 
@@ -141,8 +139,6 @@ def _evaluate(args):
 
 
 def _predict(args):
-    from keras_adanas.io_utils import save_arrays_atomically
-
     if not args.output.endswith(".npz"):
         raise ValueError(f"`--output` must end in '.npz'. Received: --output={args.output!r}")
     classifier = _load(args.model)

@@ -1,6 +1,12 @@
 """The NASNet-A CIFAR subnetwork."""
 
-from keras_adanas.nasnet.model import AUX_LOGITS, LOGITS, NASNetA, minimum_image_size
+from keras_adanas.nasnet.model import (
+    AUX_LOGITS,
+    LOGITS,
+    NASNetA,
+    minimum_image_size,
+    validate_image_shape,
+)
 from keras_adanas.nasnet.ops import DropPath, drop_path_layers, set_drop_path_schedule
 
 __all__ = [
@@ -10,5 +16,6 @@ __all__ = [
     "NASNetA",
     "drop_path_layers",
     "minimum_image_size",
+    "validate_image_shape",
     "set_drop_path_schedule",
 ]

@@ -78,7 +78,7 @@ class NASNetA(keras.Model):
         **kwargs,
     ):
         architecture = Architecture.parse(architecture)
-        image_shape = _validate_image_shape(image_shape, include_auxiliary_head)
+        image_shape = validate_image_shape(image_shape, include_auxiliary_head)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int):
             raise TypeError(f"`num_classes` must be an int. Received: num_classes={num_classes!r}")
         if num_classes < 2:
@@ -197,7 +197,9 @@ def _apply_auxiliary_head(x, factory, num_classes):
     return factory.dense(num_classes, name=AUX_LOGITS)(x)
 
 
-def _validate_image_shape(image_shape, include_auxiliary_head):
+def validate_image_shape(image_shape, include_auxiliary_head=True):
+    """Returns `image_shape` as ints, or raises a `ValueError` naming why the
+    subnetwork cannot take it (rank, sizes, too small for two reductions)."""
     try:
         shape = tuple(int(d) for d in image_shape)
     except (TypeError, ValueError):
