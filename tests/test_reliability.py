@@ -48,6 +48,16 @@ def finished(output):
         }
 
 
+def assert_same_members(ours, theirs):
+    """Same architectures, sizes and iterations; mixture weights within float
+    noise (TF's CPU kernels are not bitwise repeatable across processes)."""
+    key = ("iteration", "architecture", "params")
+    assert [[m[k] for k in key] for m in ours] == [[m[k] for k in key] for m in theirs]
+    np.testing.assert_allclose(
+        [m["weight"] for m in ours], [m["weight"] for m in theirs], rtol=1e-5, atol=1e-7
+    )
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(run_search, tmp_path_factory):
     folder = tmp_path_factory.mktemp("uninterrupted")
@@ -107,7 +117,7 @@ def test_a_search_killed_anywhere_resumes_to_the_uninterrupted_result(
         "search.json",
     ]
     resumed = finished(output)
-    assert resumed["members"] == uninterrupted["members"]
+    assert_same_members(resumed["members"], uninterrupted["members"])
     for ours, theirs in zip(resumed["history"], uninterrupted["history"], strict=True):
         assert ours["chosen"] == theirs["chosen"]
         assert [c["selection_loss"] for c in ours["candidates"]] == pytest.approx(
@@ -122,9 +132,7 @@ def test_two_seeded_runs_give_the_same_ensemble(run_search, uninterrupted, tmp_p
     code, log = run_search(tmp_path / "project", "none", tmp_path / "result.npz")
     assert code == 0, log
     again = finished(tmp_path / "result.npz")
-    assert [m["architecture"] for m in again["members"]] == [
-        m["architecture"] for m in uninterrupted["members"]
-    ]
+    assert_same_members(again["members"], uninterrupted["members"])
     assert [h["chosen"] for h in again["history"]] == [
         h["chosen"] for h in uninterrupted["history"]
     ]
