@@ -1,6 +1,7 @@
 """`AdaNASClassifier`: the scikit-learn estimator running the AdaNAS search."""
 
 import dataclasses
+import importlib.util
 import json
 import math
 import numbers
@@ -15,6 +16,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from keras_adanas.architecture import Architecture
 from keras_adanas.data import load_images
 from keras_adanas.distillation import Distillation
+from keras_adanas.distribute import (
+    num_replicas,
+    resolve_strategy,
+    strategy_scope,
+    worker_task,
+)
 from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
 from keras_adanas.generators import get_generator, propose
 from keras_adanas.io_utils import save_model_atomically
@@ -34,7 +41,16 @@ PREDICT_BATCH_SIZE = 128
 _BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGbB]?)\s*$")
 _BUDGET_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
 # Arguments that may change between a search and its resumption.
-_RESUMABLE = ("verbose", "directory", "warm_start", "max_iterations", "jit_compile", "overwrite")
+_RESUMABLE = (
+    "verbose",
+    "directory",
+    "warm_start",
+    "max_iterations",
+    "jit_compile",
+    "overwrite",
+    "strategy",
+    "tensorboard",
+)
 # An iteration that runs out of memory retries with half the batch size, down
 # to this (or the user's batch size, if smaller).
 MIN_BATCH_SIZE_AFTER_OOM = 8
@@ -121,6 +137,17 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             starting anew.
         jit_compile: bool or `"auto"`, as `keras.Model.compile` (on TensorFlow,
             `"auto"` uses XLA only when an accelerator is visible).
+        strategy: `"auto"`, `"default"`, `"mirrored"`, `"multi_worker"` or a
+            `tf.distribute.Strategy` (TensorFlow backend): see
+            `keras_adanas.distribute.resolve_strategy`. `"auto"` mirrors over
+            several GPUs and across the workers `TF_CONFIG` describes.
+            `batch_size` is the global batch; it must divide evenly among the
+            replicas. On a multi-worker cluster every worker runs `fit`; the
+            chief writes `directory`, the others write under
+            `directory/.worker-<type>-<id>`.
+        tensorboard: bool, whether each iteration's training writes
+            TensorBoard logs to `directory/logs/iteration_NNN` (needs a
+            `directory`).
         seed: int or None, for initializers, drop path, shuffling and
             augmentation.
         verbose: 0 (silent), 1 (iteration lines and progress bars) or 2
@@ -160,6 +187,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         overwrite=False,
         warm_start=False,
         jit_compile="auto",
+        strategy="auto",
+        tensorboard=False,
         seed=None,
         verbose=1,
     ):
@@ -180,6 +209,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         self.overwrite = overwrite
         self.warm_start = warm_start
         self.jit_compile = jit_compile
+        self.strategy = strategy
+        self.tensorboard = tensorboard
         self.seed = seed
         self.verbose = verbose
 
@@ -235,7 +266,34 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         """
         settings = self._validated_settings()
         callbacks = _validated_callbacks(callbacks)
-        project = None if self.directory is None else ProjectDirectory(self.directory)
+        # First: a multi-worker strategy must exist before TF runs any op.
+        strategy = resolve_strategy(self.strategy)
+        if self.batch_size % num_replicas(strategy):
+            raise ValueError(
+                f"`batch_size` is the global batch and must divide evenly among the "
+                f"{num_replicas(strategy)} replicas of the strategy. Received: "
+                f"batch_size={self.batch_size}"
+            )
+        if self.tensorboard and self.directory is None:
+            raise ValueError(
+                "`tensorboard=True` writes its logs under `directory`; pass one. "
+                "Received: directory=None"
+            )
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "`tensorboard=True` needs the tensorboard package: "
+                '`pip install "keras-adanas[tensorboard]"`. Received: tensorboard=True'
+            )
+        project = None
+        if self.directory is not None:
+            task = worker_task(strategy)
+            # Workers other than the chief keep their own files, so that they
+            # never write over the chief's and each can resume its own backup.
+            project = ProjectDirectory(
+                self.directory
+                if task is None
+                else os.path.join(os.fspath(self.directory), f".worker-{task[0]}-{task[1]}")
+            )
         resumed = self._resumable_state(project)
         classes = resumed["classes"] if resumed else None
         train = load_images(data, y, split="train", classes=classes)
@@ -318,7 +376,14 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 + (f" (over budget: {', '.join(str(a) for a, _ in dropped)})" if dropped else "")
             )
             result = self._train_iteration(
-                iteration, fitting, train, selection, config, members, mixture, callbacks, project
+                iteration,
+                fitting,
+                (train, selection),
+                config,
+                (members, mixture),
+                callbacks,
+                project,
+                strategy,
             )
             report = _iteration_report(iteration, result)
             history.append(report)
@@ -354,37 +419,39 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _train_iteration(
-        self,
-        iteration,
-        architectures,
-        train,
-        selection,
-        config,
-        members,
-        mixture,
-        callbacks,
-        project,
+        self, iteration, architectures, data, config, ensemble, callbacks, project, strategy
     ):
-        """`run_iteration` on new candidates, retried with half the batch
-        size each time it runs out of memory."""
+        """`run_iteration` on new candidates under `strategy`, retried with
+        half the batch size each time it runs out of memory.
+
+        `data` is `(train, selection)`, `ensemble` `(members, mixture)`.
+        """
+        train, selection = data
+        members, mixture = ensemble
         floor = min(MIN_BATCH_SIZE_AFTER_OOM, config.batch_size)
         while True:
-            candidates = build_candidates(
-                architectures, train.num_classes, train.image_shape, iteration, self.seed
-            )
-            try:
-                return run_iteration(
-                    iteration,
-                    candidates,
-                    train,
-                    selection,
-                    config,
-                    members=members,
-                    previous_mixture=mixture,
-                    callbacks=callbacks,
-                    verbose=self.verbose,
-                    backup_dir=None if project is None else project.backup_dir,
+            iteration_callbacks = list(callbacks)
+            if self.tensorboard:
+                iteration_callbacks.append(
+                    keras.callbacks.TensorBoard(project.tensorboard_dir(iteration))
                 )
+            try:
+                with strategy_scope(strategy):
+                    candidates = build_candidates(
+                        architectures, train.num_classes, train.image_shape, iteration, self.seed
+                    )
+                    return run_iteration(
+                        iteration,
+                        candidates,
+                        train,
+                        selection,
+                        config,
+                        members=members,
+                        previous_mixture=mixture,
+                        callbacks=iteration_callbacks,
+                        verbose=self.verbose,
+                        backup_dir=None if project is None else project.backup_dir,
+                    )
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
@@ -434,7 +501,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"`mixture_weights` must be one of {MIXTURE_KINDS}. Received: "
                 f"mixture_weights={self.mixture_weights!r}"
             )
-        for name in ("augment", "warm_start", "overwrite"):
+        for name in ("augment", "warm_start", "overwrite", "tensorboard"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(
                     f"`{name}` must be a bool. Received: {name}={getattr(self, name)!r}"
@@ -656,6 +723,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 if hasattr(generator, "get_config")
                 else None
             )
+        if not isinstance(params["strategy"], str):
+            params["strategy"] = type(params["strategy"]).__name__
         params["architecture"] = str(Architecture.parse(params["architecture"]))
         if params["directory"] is not None:
             params["directory"] = os.fspath(params["directory"])

@@ -4,24 +4,32 @@
     keras-adanas evaluate MODEL DATA
     keras-adanas predict MODEL DATA --output predictions.npz
     keras-adanas export MODEL SAVED_MODEL_DIR
-    keras-adanas report MODEL
+    keras-adanas report MODEL [--data DATA] [--plots DIR]
+    keras-adanas demo [--directory runs/demo]
 
 DATA is anything `keras_adanas.load_images` reads by name or path: an `.npz`
 file, a folder of class subfolders, or `cifar10`, `cifar100`, `mnist`,
-`fashion_mnist`. MODEL is a project directory or a `.keras` file written by
+`fashion_mnist`, `digits`. `demo` runs the whole job offline on `digits`
+(fit, report with plots, evaluate, export, and a check of the export).
+MODEL is a project directory or a `.keras` file written by
 `AdaNASClassifier.save`. A bad flag or bad data is reported in one line, with
 exit status 2, before anything trains or is written.
 """
 
 import argparse
 import json
+import os
 import sys
+import time
 
 import numpy as np
 
 from keras_adanas.classifier import AdaNASClassifier
+from keras_adanas.data import DIGITS, load_images
 from keras_adanas.io_utils import save_arrays_atomically
 from keras_adanas.presets import PRESETS
+from keras_adanas.project import PLOTS_FOLDER
+from keras_adanas.reporting import format_history, write_report_plots
 
 # Classifier arguments settable from the command line: (flag, type, help).
 _CLASSIFIER_FLAGS = [
@@ -37,6 +45,7 @@ _CLASSIFIER_FLAGS = [
     ("steps_per_iteration", int, "steps each iteration trains"),
     ("batch_size", int, "global batch size"),
     ("learning_rate", float, "learning rate at batch size 32"),
+    ("strategy", str, "'auto', 'default', 'mirrored' or 'multi_worker' (TF_CONFIG)"),
     ("seed", int, "seed for a repeatable search"),
     ("verbose", int, "0, 1 or 2"),
 ]
@@ -69,6 +78,12 @@ def build_parser():
         default=argparse.SUPPRESS,
         help="train without the CIFAR augmentation",
     )
+    fit.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="write TensorBoard logs to DIRECTORY/logs/iteration_NNN",
+    )
     for name, kind, text in _CLASSIFIER_FLAGS:
         fit.add_argument(
             "--" + name.replace("_", "-"),
@@ -95,8 +110,34 @@ def build_parser():
     export.add_argument("model", help="a project directory or a saved .keras classifier")
     export.add_argument("path", help="the SavedModel folder to write")
 
-    report = commands.add_parser("report", help="print what each iteration did", allow_abbrev=False)
+    report = commands.add_parser(
+        "report", help="print what each iteration did and draw plots", allow_abbrev=False
+    )
     report.add_argument("model", help="a project directory or a saved .keras classifier")
+    report.add_argument("--data", help="labelled data for the error per iteration (its test split)")
+    report.add_argument(
+        "--plots",
+        help="folder for the PNG plots (default: MODEL/plots for a project directory; "
+        "a .keras file draws none without it)",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="the whole job offline on scikit-learn's digits, in minutes on a CPU",
+        allow_abbrev=False,
+    )
+    demo.add_argument("--directory", default="runs/demo", help="the project directory")
+    demo.add_argument(
+        "--overwrite", action="store_true", help="discard what --directory holds and start anew"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="seed for a repeatable search")
+    for name in ("max_iterations", "epochs_per_iteration"):
+        demo.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=int,
+            default=argparse.SUPPRESS,
+            help="override the demo preset's " + name.replace("_", " "),
+        )
     return parser
 
 
@@ -114,7 +155,7 @@ def main(argv=None):
 def _fit(args):
     overrides = {
         name: getattr(args, name)
-        for name in [n for n, _, _ in _CLASSIFIER_FLAGS] + ["augment"]
+        for name in [n for n, _, _ in _CLASSIFIER_FLAGS] + ["augment", "tensorboard"]
         if hasattr(args, name)
     }
     overrides.update(directory=args.directory, overwrite=args.overwrite)
@@ -156,37 +197,33 @@ def _export(args):
 
 
 def _report(args):
+    folder = args.plots
+    if folder is None and os.path.isdir(args.model):
+        folder = os.path.join(args.model, PLOTS_FOLDER)
+    if folder is None and args.data is not None:
+        raise ValueError(
+            "`--data` is for the errors plot of a .keras file: pass `--plots DIR` too. "
+            f"Received: --data={args.data!r} without --plots"
+        )
     classifier = _load(args.model)
     print(format_history(classifier.history_))
     _print_members(classifier)
+    if folder is None:
+        return 0
+    written = write_report_plots(classifier, folder, data=args.data)
+    errors = written["errors"]
+    if errors is not None:
+        print("Test error after each iteration: ensemble / best single member so far")
+        for iteration, ensemble, best in zip(
+            errors["iteration"],
+            errors["ensemble_error"],
+            errors["best_member_error"],
+            strict=True,
+        ):
+            print(f"  iteration {iteration}: {ensemble:.2%} / {best:.2%}")
+    for path in written["paths"]:
+        print(f"Wrote {path}")
     return 0
-
-
-def format_history(history):
-    """A text table, one row per candidate of every iteration."""
-    header = (
-        f"{'iter':>4}  {'candidate':<10} {'train loss':>10} {'selection':>10}  "
-        f"{'chosen':<6} {'steps':>7} {'batch':>5} {'seconds':>8} {'images/s':>8}"
-    )
-    rows = [header, "-" * len(header)]
-    for report in history:
-        speed = report.get("images_per_second")
-        for j, candidate in enumerate(report["candidates"]):
-            chosen = "yes" if report["chosen"] == j else ""
-            if candidate.get("diverged"):
-                chosen = "NaN"
-            rows.append(
-                f"{report['iteration']:>4}  {candidate['architecture']:<10} "
-                f"{_number(candidate['train_loss']):>10} "
-                f"{_number(candidate['selection_loss']):>10}  {chosen:<6} "
-                f"{report['steps']:>7} {report.get('batch_size', ''):>5} "
-                f"{report['seconds']:>8.1f} {_number(speed, 0):>8}"
-            )
-    return "\n".join(rows)
-
-
-def _number(value, digits=4):
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _print_members(classifier):
@@ -201,12 +238,64 @@ def _print_members(classifier):
         )
 
 
+def _demo(args):
+    started = time.perf_counter()
+    overrides = {
+        name: getattr(args, name)
+        for name in ("max_iterations", "epochs_per_iteration")
+        if hasattr(args, name)
+    }
+    classifier = AdaNASClassifier.from_preset(
+        "demo", directory=args.directory, overwrite=args.overwrite, seed=args.seed, **overrides
+    )
+    print(
+        "Demo: an AdaNAS search on scikit-learn's handwritten digits (1,437 training "
+        f"and 360 test images, 16x16), written to {args.directory!r}.",
+        flush=True,
+    )
+    classifier.fit(DIGITS)
+    print()
+    print(format_history(classifier.history_))
+    _print_members(classifier)
+    written = write_report_plots(
+        classifier, os.path.join(args.directory, PLOTS_FOLDER), data=DIGITS
+    )
+    errors = written["errors"]
+    for iteration, ensemble, best in zip(
+        errors["iteration"], errors["ensemble_error"], errors["best_member_error"], strict=True
+    ):
+        print(
+            f"  after iteration {iteration}: test error {ensemble:.2%} "
+            f"(best single member so far {best:.2%})"
+        )
+    metrics = classifier.evaluate(DIGITS)
+    print(f"Test accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f}.")
+    saved_model = os.path.join(args.directory, "saved_model")
+    classifier.export(saved_model)
+    served = _serve(saved_model, load_images(DIGITS, split="test").images)
+    gap = float(np.abs(served - classifier.predict_proba(DIGITS)).max())
+    print(f"Exported a SavedModel to {saved_model!r}; its probabilities differ by {gap:.1e}.")
+    for path in written["paths"]:
+        print(f"Plot: {path}")
+    print(f"Done in {time.perf_counter() - started:.0f}s.")
+    return 0
+
+
+def _serve(saved_model, images):
+    """Probabilities from the exported SavedModel's `serve` endpoint."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(saved_model)  # Kept alive while `serve` runs.
+    return model.serve(images).numpy()
+
+
 _COMMANDS = {
     "fit": _fit,
     "evaluate": _evaluate,
     "predict": _predict,
     "export": _export,
     "report": _report,
+    "demo": _demo,
 }
 
 

@@ -2,8 +2,9 @@
 
 Sources accepted by `load_images`: NumPy arrays `(x, y)`, a `tf.data.Dataset`
 of `(image, label)`, an `.npz` file with `x_train/y_train/x_test/y_test`, a
-folder of images in class subfolders, and the names `"cifar10"`, `"cifar100"`,
-`"mnist"`, `"fashion_mnist"` (through `keras.datasets`, which downloads).
+folder of images in class subfolders, the names `"cifar10"`, `"cifar100"`,
+`"mnist"`, `"fashion_mnist"` (through `keras.datasets`, which downloads), and
+`"digits"` (scikit-learn's 8x8 digits upscaled to 16x16, offline).
 
 Images stay raw: uint8 or float32 pixels in [0, 255]. Scaling to [-1, 1]
 happens inside the model, so a saved model takes raw images. This module is the
@@ -32,6 +33,8 @@ KERAS_DATASETS = {
     "mnist": 10,
     "fashion_mnist": 10,
 }
+DIGITS = "digits"
+DIGITS_TEST_SIZE = 360
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DATA_DIR_ENV = "ADANAS_DATA_DIR"
@@ -258,7 +261,7 @@ def load_images(source, y=None, *, split="train", classes=None):
             the labels), a pair `(x, y)`, a `tf.data.Dataset` of
             `(image, label)` (batched or not; it is read into memory), a path
             to an `.npz` file or to a folder of class subfolders, or one of
-            `"cifar10"`, `"cifar100"`, `"mnist"`, `"fashion_mnist"`.
+            `"cifar10"`, `"cifar100"`, `"mnist"`, `"fashion_mnist"`, `"digits"`.
         y: labels when `source` is an array of images; None otherwise.
             Labels may be ints (class indices) or strings (class names).
         split: `"train"` or `"test"`, for the sources that have splits
@@ -299,6 +302,38 @@ def load_images(source, y=None, *, split="train", classes=None):
     labels, classes = _encode_labels(y, len(images), classes)
     names = _class_names(classes, class_names)
     return LabeledImages(images, labels, classes, names)
+
+
+def digits_images(split="train", scale=2):
+    """scikit-learn's handwritten digits as uint8 images, upscaled.
+
+    The 1,797 8x8 images (pixel values 0-16) ship inside scikit-learn, so
+    this needs no download. They are scaled to 0-255 and enlarged `scale`
+    times by pixel repetition (16x16 by default: NASNet-A needs at least
+    9x9), with one channel. A fixed stratified split holds out 360 images
+    (20%) as the test split.
+
+    Args:
+        split: `"train"` (1,437 images) or `"test"` (360).
+        scale: int, the upscaling factor.
+
+    Returns:
+        `(images, labels)`: uint8 `(N, 8*scale, 8*scale, 1)` and int labels.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype("uint8")
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)[..., None]
+    x_train, x_test, y_train, y_test = train_test_split(
+        images,
+        digits.target,
+        test_size=DIGITS_TEST_SIZE,
+        stratify=digits.target,
+        random_state=0,
+    )
+    return (x_train, y_train) if split == "train" else (x_test, y_test)
 
 
 def default_data_dir():
@@ -517,6 +552,9 @@ def _is_batched(image_shape, label_shape):
 
 def _read_path(path, split, classes):
     """Returns (images, labels, class_names, classes) for a path or a name."""
+    if path == DIGITS:
+        x, y = digits_images(split)
+        return x, y, None, classes
     if path in KERAS_DATASETS:
         loader = getattr(keras.datasets, path)
         (x_train, y_train), (x_test, y_test) = loader.load_data()
@@ -525,7 +563,7 @@ def _read_path(path, split, classes):
     if not os.path.exists(path):
         raise FileNotFoundError(
             "The data path does not exist and is not a dataset name (one of "
-            f"{sorted(KERAS_DATASETS)}). Received: {path!r}"
+            f"{sorted([*KERAS_DATASETS, DIGITS])}). Received: {path!r}"
         )
     if os.path.isdir(path):
         x, y = _read_folder(path)

@@ -65,6 +65,12 @@ def save_arrays_atomically(path, **arrays):
     _write_file_atomically(write, path, suffix=".npz")
 
 
+def save_figure_atomically(figure, path):
+    """Saves a matplotlib `Figure` as a PNG file, atomically."""
+    _write_file_atomically(lambda temporary: figure.savefig(temporary, format="png"), path)
+    return path
+
+
 def read_json(path):
     """Reads a JSON file written by `write_json_atomically`.
 

@@ -17,6 +17,8 @@ Example:
 import dataclasses
 import types
 
+from keras_adanas.generators import DynamicGenerator
+
 PAPER_STEPS_PER_ITERATION = 1_000_000
 PAPER_BUDGET = "33M"
 # The dynamic generators run until the budget stops them.
@@ -139,6 +141,23 @@ PRESETS = {
             mixture_weights="scalar",
             max_iterations=3,
             steps_per_iteration=50,
+            budget=None,
+        ),
+        _preset(
+            "demo",
+            "`keras-adanas demo`: the dynamic generator from 1@24 growing by 1 cell "
+            "or 24 filters, adaptive distillation, scalar weights, 3 iterations of 3 "
+            "epochs at batch 64",
+            generator=DynamicGenerator("1@24", width_step=24),
+            architecture="1@24",
+            distillation="adaptive",
+            mixture_weights="scalar",
+            max_iterations=3,
+            batch_size=64,
+            learning_rate=0.05,
+            steps_per_iteration=None,
+            epochs_per_iteration=3,
+            augment=False,  # Flips and crops do not suit digits.
             budget=None,
         ),
     )

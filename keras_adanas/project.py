@@ -9,6 +9,9 @@ Layout:
         report.json          the iteration's report
     ensemble.keras           the ensemble after the last finished iteration
     backup/                  epoch backups of the iteration in progress
+    logs/iteration_NNN/      TensorBoard logs, when asked for
+    plots/                   the `report` plots, when drawn
+    .worker-<type>-<id>/     a non-chief worker's own project (multi-worker runs)
 
 Every file is written atomically (temporary name, then rename), and
 `ensemble.keras` is written last: a search killed at any moment resumes from
@@ -31,6 +34,8 @@ ENSEMBLE_FILE = "ensemble.keras"
 BACKUP_FOLDER = "backup"
 MEMBER_FILE = "member.keras"
 REPORT_FILE = "report.json"
+LOGS_FOLDER = "logs"
+PLOTS_FOLDER = "plots"
 
 
 def iteration_folder(iteration):
@@ -67,6 +72,13 @@ class ProjectDirectory:
     def backup_dir(self):
         return self.file(BACKUP_FOLDER)
 
+    def tensorboard_dir(self, iteration):
+        return self.file(LOGS_FOLDER, iteration_folder(iteration))
+
+    @property
+    def plots_dir(self):
+        return self.file(PLOTS_FOLDER)
+
     @property
     def ensemble_path(self):
         return self.file(ENSEMBLE_FILE)
@@ -98,7 +110,10 @@ class ProjectDirectory:
         for name in (SEARCH_FILE, ENSEMBLE_FILE):
             if os.path.exists(self.file(name)):
                 os.remove(self.file(name))
-        for folder in [self.backup_dir, *glob.glob(self.file("iteration_[0-9][0-9][0-9]"))]:
+        folders = [self.backup_dir, self.file(LOGS_FOLDER), self.plots_dir]
+        folders += glob.glob(self.file("iteration_[0-9][0-9][0-9]"))
+        folders += glob.glob(self.file(".worker-*"))
+        for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
         self.remove_temporary_files()
 

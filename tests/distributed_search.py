@@ -1,0 +1,147 @@
+"""A small AdaNAS search under a distribution strategy, for tests/test_distribute.py.
+
+    python tests/distributed_search.py MODE OUTPUT.json [DIRECTORY]
+
+MODE is `single` (no strategy), `mirrored` (MirroredStrategy over two logical
+CPU devices) or `worker` (one worker of the cluster `TF_CONFIG` describes,
+with `strategy="auto"`): a one-iteration search of two candidates (1@24 and
+1@48) that writes what it chose and its test accuracy to OUTPUT.json.
+
+MODE `step` instead trains one iteration-2 `Distiller` (one candidate, a
+frozen member as the adaptive-distillation teacher, scalar mixture weights)
+for one step on the same batch without a strategy and under MirroredStrategy
+over two logical CPUs, and writes the largest differences to OUTPUT.json.
+The batch is one half repeated, so both replicas see the single run's batch
+statistics and the two steps should agree to rounding.
+"""
+
+import json
+import sys
+import time
+
+MODE, OUTPUT = sys.argv[1], sys.argv[2]
+DIRECTORY = sys.argv[3] if len(sys.argv) > 3 else None
+
+import tensorflow as tf  # noqa: E402
+
+if MODE in ("mirrored", "step"):
+    # Before TensorFlow initializes its devices.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import numpy as np  # noqa: E402
+
+from keras_adanas import AdaNASClassifier, Architecture, load_images  # noqa: E402
+from keras_adanas.data import default_data_dir  # noqa: E402
+from keras_adanas.distillation import Distillation  # noqa: E402
+from keras_adanas.ensemble import MixtureWeights  # noqa: E402
+from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates  # noqa: E402
+
+
+class TwoWidths:
+    """Proposes 1@24 and 1@48 every iteration."""
+
+    def candidates(self, previous, iteration):
+        return [Architecture(1, 24), Architecture(1, 48)]
+
+
+def one_step(strategy, images, labels):
+    """Trains an iteration-2 Distiller one step; returns losses and weights."""
+    with strategy.scope():
+        (member,) = build_candidates([Architecture(1, 24)], 10, (32, 32, 3), 1, seed=5)
+        member = member.without_auxiliary_head(name="member_1")
+        previous = MixtureWeights("scalar", 1, 10, name="previous")
+        previous.build([(None, 10)])
+        candidates = build_candidates([Architecture(1, 24)], 10, (32, 32, 3), 2, seed=5)
+        distiller = Distiller(
+            candidates,
+            members=[member],
+            previous_mixture=previous,
+            mixture_kind="scalar",
+            distillation=Distillation("adaptive"),
+        )
+        optimizer = GroupedClippingSGD(distiller.variable_groups(), learning_rate=0.1, momentum=0.9)
+        distiller.compile(optimizer=optimizer)
+        initial = [v.numpy() for v in distiller.trainable_variables]
+        logs = distiller.fit(images, labels, batch_size=len(images), verbose=0, shuffle=False)
+        trained = [v.numpy() for v in distiller.trainable_variables]
+        paths = [v.path for v in distiller.trainable_variables]
+    updates = dict(zip(paths, [a - b for a, b in zip(trained, initial, strict=True)], strict=True))
+    return {k: v[0] for k, v in logs.history.items()}, updates
+
+
+def compare_one_step():
+    data = load_images(f"{default_data_dir()}/cifar10-dev.npz")
+    images = np.concatenate([data.images[:32]] * 2).astype("float32")
+    labels = np.concatenate([data.labels[:32]] * 2)
+    single_logs, single_updates = one_step(tf.distribute.get_strategy(), images, labels)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored_logs, mirrored_updates = one_step(mirrored, images, labels)
+    return {
+        "single_logs": single_logs,
+        "mirrored_logs": mirrored_logs,
+        "variables": len(single_updates),
+        "update_differences": {
+            path: float(np.abs(update - mirrored_updates[path]).max())
+            for path, update in single_updates.items()
+        },
+        "max_update": max(float(np.abs(u).max()) for u in single_updates.values()),
+    }
+
+
+def main():
+    if MODE == "step":
+        with open(OUTPUT, "w") as file:
+            json.dump(compare_one_step(), file)
+        return
+
+    strategy = {
+        "single": "default",
+        "mirrored": lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+        "worker": "auto",
+    }[MODE]
+    strategy = strategy() if callable(strategy) else strategy
+    data = load_images(f"{default_data_dir()}/cifar10-dev.npz")
+    test = load_images(f"{default_data_dir()}/cifar10-dev.npz", split="test")
+    classifier = AdaNASClassifier(
+        generator=TwoWidths(),
+        distillation="adaptive",
+        mixture_weights="scalar",
+        max_iterations=1,
+        epochs_per_iteration=3,
+        batch_size=32,
+        seed=7,
+        strategy=strategy,
+        directory=DIRECTORY,
+        verbose=0,
+    )
+    uneven_batch_error = None
+    if MODE == "mirrored":
+        try:
+            classifier.set_params(batch_size=33).fit(data.images[:64], data.labels[:64])
+        except ValueError as error:
+            uneven_batch_error = str(error)
+        classifier.set_params(batch_size=32)
+    start = time.perf_counter()
+    classifier.fit(data.images[:384], data.labels[:384])
+    seconds = time.perf_counter() - start
+    result = {
+        "replicas": getattr(strategy, "num_replicas_in_sync", 1)
+        if not isinstance(strategy, str)
+        else None,
+        "architectures": [m["architecture"] for m in classifier.members_],
+        "selection_losses": [
+            [c["selection_loss"] for c in h["candidates"]] for h in classifier.history_
+        ],
+        "train_losses": [[c["train_loss"] for c in h["candidates"]] for h in classifier.history_],
+        "weights": [m["weight"] for m in classifier.members_],
+        "accuracy": classifier.score(test.images[:500], test.labels[:500]),
+        "seconds": seconds,
+        "uneven_batch_error": uneven_batch_error,
+    }
+    with open(OUTPUT, "w") as file:
+        json.dump(result, file)
+
+
+if __name__ == "__main__":
+    main()

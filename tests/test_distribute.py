@@ -1,0 +1,241 @@
+"""Distribution: choosing a strategy, and searches under MirroredStrategy and
+MultiWorkerMirroredStrategy that match a single-device search.
+
+The searches run in subprocesses (tests/distributed_search.py): logical CPU
+devices and a multi-worker cluster must be set up before TensorFlow starts.
+All five processes start together, so their compile phases overlap on the two
+cores.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_adanas import AdaNASClassifier
+from keras_adanas.distribute import (
+    cluster_spec_from_environment,
+    num_replicas,
+    resolve_strategy,
+    worker_task,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "distributed_search.py")
+TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TF backend"
+)
+
+
+# === Choosing a strategy ===
+
+
+@TF_ONLY
+def test_auto_on_one_cpu_is_no_strategy(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert resolve_strategy("auto") is None
+    assert resolve_strategy("default") is None
+    assert num_replicas(None) == 1
+
+
+@TF_ONLY
+def test_a_given_strategy_is_used_as_is():
+    import tensorflow as tf
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    assert resolve_strategy(strategy) is strategy
+    assert num_replicas(strategy) == 1
+    assert worker_task(strategy) is None
+
+
+@TF_ONLY
+def test_mirrored_by_name():
+    import tensorflow as tf
+
+    strategy = resolve_strategy("mirrored")
+    assert isinstance(strategy, tf.distribute.MirroredStrategy)
+
+
+@pytest.mark.parametrize(
+    "strategy, message",
+    [
+        ("mirror", "`strategy` must be one of"),
+        (2, "`strategy` must be one of"),
+        (None, "`strategy` must be one of"),
+    ],
+)
+def test_unknown_strategies_are_refused(strategy, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_strategy(strategy)
+
+
+@TF_ONLY
+def test_multi_worker_without_a_cluster_is_refused(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}}))
+    assert cluster_spec_from_environment() is None
+    with pytest.raises(ValueError, match="needs `TF_CONFIG` to describe a cluster"):
+        resolve_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="`TF_CONFIG` is not valid JSON"):
+        resolve_strategy("auto")
+
+
+@TF_ONLY
+def test_a_strategy_on_another_backend_is_refused(monkeypatch):
+    import tensorflow as tf
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="needs the TensorFlow backend.*'jax'"):
+        resolve_strategy(strategy)
+    with pytest.raises(ValueError, match="needs the TensorFlow backend"):
+        resolve_strategy("mirrored")
+    assert resolve_strategy("auto") is None
+
+
+def test_strategy_errors_come_before_anything_is_written(tmp_path, monkeypatch):
+    directory = tmp_path / "project"
+    classifier = AdaNASClassifier(architecture="1@24", strategy="mirrors", directory=directory)
+    images = np.zeros((8, 32, 32, 3), "uint8")
+    with pytest.raises(ValueError, match="strategy='mirrors'"):
+        classifier.fit(images, np.arange(8) % 2)
+    assert not directory.exists()
+
+
+def test_non_chief_workers_write_their_own_directory():
+    class Resolver:
+        def __init__(self, task_type, task_id, cluster):
+            self.task_type, self.task_id, self.cluster = task_type, task_id, cluster
+
+        def cluster_spec(self):
+            class Spec:
+                def as_dict(spec):
+                    return self.cluster
+
+            return Spec()
+
+    class Strategy:
+        def __init__(self, *args):
+            self.cluster_resolver = Resolver(*args)
+
+    workers = {"worker": ["a:1", "b:2"]}
+    assert worker_task(Strategy("worker", 0, workers)) is None
+    assert worker_task(Strategy("worker", 1, workers)) == ("worker", 1)
+    with_chief = {"chief": ["c:0"], **workers}
+    assert worker_task(Strategy("chief", 0, with_chief)) is None
+    assert worker_task(Strategy("worker", 0, with_chief)) == ("worker", 0)
+
+
+# === Searches under strategies, against a single-device search ===
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Starts every distributed run at once; returns their JSON outputs."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute needs the TF backend")
+    from conftest import data_file
+
+    data_file("cifar10-dev.npz")
+    folder = tmp_path_factory.mktemp("distributed")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    commands = {
+        mode: ([sys.executable, SCRIPT, mode, str(folder / f"{mode}.json")], env)
+        for mode in ("step", "single", "mirrored")
+    }
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        commands[f"worker{index}"] = (
+            [
+                sys.executable,
+                SCRIPT,
+                "worker",
+                str(folder / f"worker{index}.json"),
+                str(folder / "project"),
+            ],
+            {**env, "TF_CONFIG": config},
+        )
+    processes = {
+        name: subprocess.Popen(
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for name, (command, environment) in commands.items()
+    }
+    outputs = {}
+    try:
+        for name, process in processes.items():
+            log, _ = process.communicate(timeout=600)
+            assert process.returncode == 0, f"{name} failed:\n{log[-4000:]}"
+            with open(folder / f"{name}.json") as file:
+                outputs[name] = json.load(file)
+    finally:
+        for process in processes.values():
+            process.kill()
+    outputs["project"] = folder / "project"
+    return outputs
+
+
+def test_one_mirrored_step_equals_one_single_device_step(runs):
+    """Two candidates' worth of state, a frozen teacher (adaptive KD) and
+    scalar mixture weights, one step on the same batch: the losses Keras
+    reports agree, and so does the update of every variable, with the
+    gradient summed over the replicas before it is clipped per candidate."""
+    step = runs["step"]
+    for name, value in step["single_logs"].items():
+        np.testing.assert_allclose(step["mirrored_logs"][name], value, rtol=1e-5, err_msg=name)
+    assert step["variables"] > 200
+    worst = max(step["update_differences"].values())
+    assert worst <= 1e-3 * step["max_update"], sorted(
+        step["update_differences"].items(), key=lambda item: -item[1]
+    )[:5]
+
+
+@pytest.mark.parametrize("mode", ["mirrored", "worker0"])
+def test_distributed_search_matches_single_device(runs, mode):
+    single, distributed = runs["single"], runs[mode]
+    assert distributed["architectures"] == single["architectures"]
+    np.testing.assert_allclose(
+        distributed["selection_losses"], single["selection_losses"], atol=0.05
+    )
+    assert abs(distributed["accuracy"] - single["accuracy"]) <= 0.05
+
+
+def test_mirrored_runs_two_replicas_and_refuses_an_uneven_batch(runs):
+    assert runs["mirrored"]["replicas"] == 2
+    assert "batch_size=33" in runs["mirrored"]["uneven_batch_error"]
+
+
+def test_two_workers_agree_and_write_apart(runs):
+    """Both workers hold the same model (moving statistics averaged over the
+    replicas); the chief writes the project, the other its own folder."""
+    first, second = runs["worker0"], runs["worker1"]
+    assert first["architectures"] == second["architectures"]
+    assert first["weights"] == second["weights"]
+    assert first["accuracy"] == second["accuracy"]
+    # The same two replicas' arithmetic as MirroredStrategy in one process.
+    np.testing.assert_allclose(
+        first["selection_losses"], runs["mirrored"]["selection_losses"], rtol=1e-4
+    )
+    project = runs["project"]
+    assert (project / "ensemble.keras").is_file()
+    assert (project / "iteration_001" / "report.json").is_file()
+    assert (project / ".worker-worker-1" / "ensemble.keras").is_file()
+    assert not (project / ".worker-worker-0").exists()
