@@ -11,6 +11,10 @@ SIX_AT_768 = 3_346_538  # DESIGN.md section 2, 10 classes
 def test_every_preset_is_a_valid_classifier(name):
     clf = AdaNASClassifier.from_preset(name)
     settings = clf._validated_settings()
+    if name == "demo":  # digits: epochs at batch 64, no augmentation
+        assert settings["epochs"] == 3 and clf.batch_size == 64 and clf.augment is False
+        assert [str(a) for a in settings["generator"].candidates([], 1)] == ["2@24", "1@48"]
+        return
     assert clf.get_params()["batch_size"] == 32
     assert settings["epochs"] is None and clf.steps_per_iteration >= 50
 

@@ -1,0 +1,297 @@
+"""Where a search's time goes: training throughput of its configurations, as
+ratios against one lone candidate measured in the same run.
+
+    python benchmarks/throughput.py --data ../shared/data/cifar10-dev.npz
+    python benchmarks/throughput.py --architecture 1@96 --steps 10 --repeats 3  # quicker
+    KERAS_BACKEND=jax python benchmarks/throughput.py ...  # on a GPU machine
+
+Figures (images/s; every "step time" ratio is time per training step):
+  A  one candidate alone (a Distiller of one 2@192 candidate, no members): the base
+  B  two candidates of the same architecture in one step: B/A step time
+     (target <= 1.9: one step of two costs less than two steps)
+  C  iteration 4, adaptive distillation, scalar weights (three frozen members
+     as teacher): C/A (target <= 1 + 0.4 x 3)
+  D  iteration 4, no distillation, uniform weights: D/A (target <= 1.05:
+     nothing from the earlier members is needed in training)
+  E  our NASNet-A against the same network built from keras.applications'
+     NASNet-A cells, both trained alone with the recipe: ours/theirs images/s
+     (target >= 1)
+  F  the exported ensemble (SavedModel `serve_float`) against its members run
+     one by one and mixed in NumPy, inference images/s: exported/one-by-one
+     (target >= 1)
+  G  training on the live augmented pipeline against training on the same
+     batches pre-augmented in memory: live/in-memory images/s (target >= 0.95)
+Also the model FLOPs per image (multiply-adds x 2 of every convolution and
+dense layer, forward) and A's achieved FLOP/s (3 x forward per training
+image) as a fraction of the machine's measured float32 matmul peak.
+
+Each figure runs `--repeats` timed epochs of `--steps` steps after a warm-up
+epoch (tracing and compilation); the median epoch is quoted.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_adanas import Architecture, Ensemble, MixtureWeights
+from keras_adanas.data import default_data_dir, load_images
+from keras_adanas.distillation import Distillation
+from keras_adanas.nasnet import NASNetA
+from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates
+from keras_adanas.serving import export_saved_model
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def timed_fit(model, dataset, steps, repeats):
+    """Median seconds per step over `repeats` epochs after a warm-up epoch."""
+    timer = EpochTimer()
+    model.fit(dataset, epochs=repeats + 1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    return statistics.median(timer.times[1:]) / steps
+
+
+def distiller(architectures, members=(), mixture="uniform", distillation="none", jit=False):
+    candidates = build_candidates(architectures, 10, (32, 32, 3), len(members) + 1, seed=0)
+    previous = None
+    if members:
+        previous = MixtureWeights(mixture, len(members), 10, name="previous")
+    model = Distiller(
+        candidates,
+        members=members,
+        previous_mixture=previous,
+        mixture_kind=mixture,
+        distillation=Distillation(distillation),
+    )
+    optimizer = GroupedClippingSGD(model.variable_groups(), learning_rate=0.01, momentum=0.9)
+    model.compile(optimizer=optimizer, jit_compile=jit)
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+def frozen_members(architecture, count):
+    members = []
+    for k in range(count):
+        (candidate,) = build_candidates([architecture], 10, (32, 32, 3), k + 1, seed=k)
+        member = candidate.without_auxiliary_head(name=f"member_{k + 1}")
+        member.trainable = False
+        members.append(member)
+    return members
+
+
+def keras_applications_network(architecture, num_classes=10, image_shape=(32, 32, 3)):
+    """Our NASNet-A's shape (stem, three stacks of N normal cells with a
+    reduction cell between, head) built from keras.applications' NASNet-A
+    cells, which are private functions of `keras.src.applications.nasnet`:
+    this benchmark is their only user here."""
+    from keras.src.applications import nasnet as applications
+
+    f0 = architecture.stem_filters
+    inputs = keras.Input(image_shape)
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Conv2D(3 * f0, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+    p = None
+    for stack in range(3):
+        filters = f0 * 2**stack
+        if stack > 0:
+            x, p = applications._reduction_a_cell(x, p, filters, block_id=f"reduce_{stack}")
+        for i in range(architecture.depth):
+            x, p = applications._normal_a_cell(x, p, filters, block_id=f"{stack}_{i}")
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(num_classes)(x)
+    return keras.Model(inputs, logits, name="applications_nasnet")
+
+
+def forward_flops(model):
+    """2 x multiply-adds of the convolutions and dense layers, per image."""
+    total = 0
+    for layer in _all_layers(model):
+        try:
+            output = layer.output
+        except (AttributeError, ValueError):
+            continue  # a layer used more than once has no single output
+        if not hasattr(output, "shape") or len(output.shape) < 2:
+            continue
+        out = [int(d) for d in output.shape[1:]]
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw = layer.kernel_size
+            c_in = int(layer.input.shape[-1])
+            spatial = out[0] * out[1]
+            total += spatial * kh * kw * c_in * layer.depth_multiplier
+            total += spatial * c_in * layer.depth_multiplier * out[2]
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            total += out[0] * out[1] * kh * kw * int(layer.input.shape[-1]) * layer.depth_multiplier
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            total += out[0] * out[1] * kh * kw * int(layer.input.shape[-1]) * out[2]
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(layer.input.shape[-1]) * out[-1]
+    return 2 * total
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def matmul_peak(size=2048, repeats=10):
+    """Measured float32 matmul FLOP/s (best of `repeats`)."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    product = tf.function(lambda: tf.matmul(a, b))
+    product().numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def inference_rates(members, images, batch_size, repeats, folder):
+    """(exported ensemble, members one by one) images/s on `images`."""
+    mixture = MixtureWeights("scalar", len(members), 10, name="mixture")
+    ensemble = Ensemble(members, mixture, classes=list(range(10)))
+    path = os.path.join(folder, "ensemble_savedmodel")
+    export_saved_model(ensemble, path)
+    served = tf.saved_model.load(path)
+    batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+    weights = mixture.member_weights()
+    functions = [tf.function(lambda x, m=m: m(x, training=False)) for m in members]
+
+    def exported():
+        for batch in batches:
+            served.serve_float(batch).numpy()
+
+    def one_by_one():
+        for batch in batches:
+            logits = sum(w * f(batch).numpy() for w, f in zip(weights, functions, strict=True))
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            shifted / shifted.sum(axis=1, keepdims=True)
+
+    rates = []
+    for run in (exported, one_by_one):
+        run()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        rates.append(len(images) / statistics.median(times))
+    return rates
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--architecture", default="2@192")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per figure")
+    parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
+    parser.add_argument("--only", default="ABCDEFG", help="figures to measure, e.g. 'AB'")
+    parser.add_argument("--jit-compile", action="store_true", help="XLA for every step")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--workdir", default="/tmp/adanas-throughput")
+    args = parser.parse_args()
+
+    architecture = Architecture.parse(args.architecture)
+    train = load_images(args.data, split="train")
+    steps, repeats, batch = args.steps, args.repeats, args.batch_size
+    live = train.training_dataset(batch, seed=0, epochs=1000, steps_per_epoch=steps)
+    results = {
+        "backend": keras.backend.backend(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "architecture": str(architecture),
+        "batch_size": batch,
+    }
+
+    def rate(seconds_per_step):
+        return batch / seconds_per_step
+
+    def report(name, value, text):
+        results[name] = value
+        print(f"{name:<28} {value:>10.3f}  {text}", flush=True)
+
+    jit = bool(args.jit_compile)
+    a = timed_fit(distiller([architecture], jit=jit), live, steps, repeats)
+    report("A_images_per_second", rate(a), f"one {architecture} candidate alone")
+    if "B" in args.only:
+        b = timed_fit(distiller([architecture] * 2, jit=jit), live, steps, repeats)
+        report("B_over_A", b / a, "two candidates in one step, step time (target <= 1.9)")
+    members = frozen_members(architecture, 3)
+    if "C" in args.only:
+        c = timed_fit(
+            distiller([architecture], members, "scalar", "adaptive", jit), live, steps, repeats
+        )
+        report("C_over_A", c / a, "iteration 4, AKD + scalar weights (target <= 2.2)")
+    if "D" in args.only:
+        d = timed_fit(
+            distiller([architecture], members, "uniform", "none", jit), live, steps, repeats
+        )
+        report("D_over_A", d / a, "iteration 4, NOKD + uniform weights (target <= 1.05)")
+    if "E" in args.only:
+        ours = NASNetA(architecture, 10, include_auxiliary_head=False, seed=0)
+        theirs = keras_applications_network(architecture)
+        seconds = []
+        for model in (ours, theirs):
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=jit,
+            )
+            seconds.append(timed_fit(model, live, steps, repeats))
+        report("E_ours_over_keras", seconds[1] / seconds[0], "NASNet-A cells, images/s (>= 1)")
+        results["E_keras_params"] = theirs.count_params()
+        results["E_our_params"] = ours.count_params()
+    if "F" in args.only:
+        os.makedirs(args.workdir, exist_ok=True)
+        images = train.images[:1024].astype("float32")
+        exported, one_by_one = inference_rates(members, images, 256, repeats, args.workdir)
+        report("F_exported_over_members", exported / one_by_one, "inference images/s (>= 1)")
+        results["F_exported_images_per_second"] = exported
+    if "G" in args.only:
+        model = distiller([architecture], jit=jit)
+        batches = list(live.take(steps))
+        in_memory = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.stack([x for x, _ in batches]),
+                tf.stack([y for _, y in batches]),
+            )
+        ).repeat()
+        memory_seconds = timed_fit(model, in_memory, steps, repeats)
+        live_seconds = timed_fit(model, live, steps, repeats)
+        report("G_live_over_memory", memory_seconds / live_seconds, "input pipeline (>= 0.95)")
+
+    flops = forward_flops(NASNetA(architecture, 10, include_auxiliary_head=False))
+    peak = matmul_peak()
+    report("forward_GFLOPs_per_image", flops / 1e9, f"{architecture}, forward")
+    report("matmul_peak_GFLOPs", peak / 1e9, "float32 matmul, 2048 x 2048")
+    achieved = 3 * flops * rate(a)
+    report("A_fraction_of_peak", achieved / peak, "A's training FLOP/s / matmul peak")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
