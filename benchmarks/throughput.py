@@ -61,7 +61,14 @@ class EpochTimer(keras.callbacks.Callback):
 def timed_fit(model, dataset, steps, repeats):
     """Median seconds per step over `repeats` epochs after a warm-up epoch."""
     timer = EpochTimer()
-    model.fit(dataset, epochs=repeats + 1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    model.fit(
+        dataset,
+        epochs=repeats + 1,
+        steps_per_epoch=steps,
+        callbacks=[timer],
+        shuffle=False,  # the datasets shuffle (or not) themselves
+        verbose=0,
+    )
     return statistics.median(timer.times[1:]) / steps
 
 
@@ -105,7 +112,9 @@ def keras_applications_network(architecture, num_classes=10, image_shape=(32, 32
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
     x = keras.layers.Conv2D(3 * f0, 3, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
-    p = None
+    # Their cells take p=None as p=ip without projecting it; the stem output
+    # as p gets it projected to the cell's width, as our first cell does.
+    p = x
     for stack in range(3):
         filters = f0 * 2**stack
         if stack > 0:

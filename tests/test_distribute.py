@@ -98,6 +98,17 @@ def test_a_strategy_on_another_backend_is_refused(monkeypatch):
     assert resolve_strategy("auto") is None
 
 
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="for the other backends")
+def test_strategies_on_jax_or_torch():
+    import tensorflow as tf
+
+    assert resolve_strategy("auto") is None and resolve_strategy("default") is None
+    with pytest.raises(ValueError, match="needs the TensorFlow backend"):
+        resolve_strategy("mirrored")
+    with pytest.raises(ValueError, match="A tf.distribute strategy needs the TensorFlow backend"):
+        resolve_strategy(tf.distribute.get_strategy())
+
+
 def test_strategy_errors_come_before_anything_is_written(tmp_path, monkeypatch):
     directory = tmp_path / "project"
     classifier = AdaNASClassifier(architecture="1@24", strategy="mirrors", directory=directory)
