@@ -38,6 +38,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from train_subnetwork import EpochTimer  # this folder is on the path when run as a script
 
 from keras_adanas import Architecture, Ensemble, MixtureWeights
 from keras_adanas.data import default_data_dir, load_images
@@ -45,17 +46,6 @@ from keras_adanas.distillation import Distillation
 from keras_adanas.nasnet import NASNetA
 from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates
 from keras_adanas.serving import export_saved_model
-
-
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def timed_fit(model, dataset, steps, repeats):

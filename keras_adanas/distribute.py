@@ -124,12 +124,6 @@ def num_replicas(strategy):
     return 1 if strategy is None else int(strategy.num_replicas_in_sync)
 
 
-def is_chief(strategy):
-    """Whether this process writes the project files: always, except on the
-    non-chief workers of a multi-worker strategy."""
-    return worker_task(strategy) is None
-
-
 def worker_task(strategy):
     """`(task_type, task_id)` of a non-chief worker of a multi-worker
     strategy, or None for the chief or a single process."""
