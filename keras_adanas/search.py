@@ -272,9 +272,10 @@ class Distiller(keras.Model):
     def metrics(self):
         return [*super().metrics, *self.candidate_trackers, *self.ensemble_trackers]
 
-    def train_step(self, data):
-        logs = super().train_step(data)
-        if spans_workers():
+    def train_step(self, *args, **kwargs):
+        # `(data)` on TensorFlow, `(state, data)` on JAX.
+        logs = super().train_step(*args, **kwargs)
+        if spans_workers():  # TensorFlow only
             # Keras' TF trainer averages a multi-worker step's logs with
             # `strategy.reduce("MEAN", value, axis=0)`, which needs an axis:
             # hand it each loss as a vector of one.
