@@ -211,16 +211,8 @@ def _report(args):
     if folder is None:
         return 0
     written = write_report_plots(classifier, folder, data=args.data)
-    errors = written["errors"]
-    if errors is not None:
-        print("Test error after each iteration: ensemble / best single member so far")
-        for iteration, ensemble, best in zip(
-            errors["iteration"],
-            errors["ensemble_error"],
-            errors["best_member_error"],
-            strict=True,
-        ):
-            print(f"  iteration {iteration}: {ensemble:.2%} / {best:.2%}")
+    if written["errors"] is not None:
+        _print_errors(written["errors"])
     for path in written["paths"]:
         print(f"Wrote {path}")
     return 0
@@ -260,14 +252,7 @@ def _demo(args):
     written = write_report_plots(
         classifier, os.path.join(args.directory, PLOTS_FOLDER), data=DIGITS
     )
-    errors = written["errors"]
-    for iteration, ensemble, best in zip(
-        errors["iteration"], errors["ensemble_error"], errors["best_member_error"], strict=True
-    ):
-        print(
-            f"  after iteration {iteration}: test error {ensemble:.2%} "
-            f"(best single member so far {best:.2%})"
-        )
+    _print_errors(written["errors"])
     metrics = classifier.evaluate(DIGITS)
     print(f"Test accuracy {metrics['accuracy']:.2%}, loss {metrics['loss']:.4f}.")
     saved_model = os.path.join(args.directory, "saved_model")
@@ -279,6 +264,17 @@ def _demo(args):
         print(f"Plot: {path}")
     print(f"Done in {time.perf_counter() - started:.0f}s.")
     return 0
+
+
+def _print_errors(errors):
+    """The lines of `reporting.iteration_errors`, one per iteration."""
+    for iteration, ensemble, best in zip(
+        errors["iteration"], errors["ensemble_error"], errors["best_member_error"], strict=True
+    ):
+        print(
+            f"  after iteration {iteration}: test error {ensemble:.2%} "
+            f"(best single member so far {best:.2%})"
+        )
 
 
 def _serve(saved_model, images):
