@@ -1,87 +1,151 @@
-"""The paper's claim at small scale: an AdaNAS ensemble against one subnetwork
-of about the same parameter count, on cifar10-dev.
+"""The paper's claim at small scale: AdaNAS ensembles against one subnetwork
+of about the same parameter count, on cifar10-dev, over several seeds.
 
-    python benchmarks/quality.py --epochs 8 --seed 0
+    python benchmarks/quality.py --epochs 8 --seeds 0,1,2 --json quality.jsonl
 
 Runs, each with the DESIGN.md recipe, evaluated on the dev test split:
-- single: one 1@192 (within 10% of three 1@96 members' parameters), trained
-  `--epochs` epochs (the paper's regime: as long as each member) and
-  `3 * --epochs` epochs (equal total epochs, i.e. equal compute);
-- ensembles of three 1@96 members (constant generator, uniform weights), each
-  member trained `--epochs` epochs, without (NOKD) and with adaptive KD (AKD).
-Prints one line per run and a table; `--json` writes the results.
+- `single`: one network of about three members' parameters (`--single`,
+  by default the `N@F` with the member's N whose count is nearest), trained
+  `--epochs` epochs: the paper's regime, every network trained as long;
+- `single-3x`: the same network trained `3 * --epochs` epochs: as many
+  epochs in all as the ensembles' three members together;
+- `nokd`: three `--member` members (constant generator, uniform weights),
+  each trained `--epochs` epochs, no distillation;
+- `akd`: the same with adaptive distillation;
+- `scalar-akd`: adaptive distillation and learned scalar mixture weights;
+- `dynamic`: the dynamic generator from half the member's width, growing by
+  half its width, adaptive distillation, scalar weights, under the single
+  network's parameter count as budget (two candidates a step, so about twice
+  the training time of the others).
+Each run prints a JSON line (appended to `--json` as it finishes, so an
+interrupted benchmark keeps what it measured); at the end a table gives each
+run's test accuracy mean and spread (sample standard deviation) over the
+seeds, the parameter count and the wall time of `fit`.
 """
 
 import argparse
 import json
 import os
+import statistics
 import time
 
 import keras
 
 from keras_adanas import AdaNASClassifier, Architecture, load_images
 from keras_adanas.data import default_data_dir
+from keras_adanas.generators import DynamicGenerator
+
+RUNS = ("single", "single-3x", "nokd", "akd", "scalar-akd", "dynamic")
+MEMBERS = 3
 
 
-def run(name, data, test, seed, **kwargs):
+def nearest_single(member, num_classes):
+    """The `N@F` with `member`'s N whose parameter count is nearest to
+    `MEMBERS` members'."""
+    target = MEMBERS * member.count_params(num_classes)
+    widths = range(24, 8 * member.filters + 1, 24)
+    return min(
+        (Architecture(member.depth, f) for f in widths),
+        key=lambda a: abs(a.count_params(num_classes) - target),
+    )
+
+
+def run_settings(name, member, single, epochs, num_classes):
+    """The `AdaNASClassifier` arguments of run `name`."""
+    ensemble = dict(architecture=member, max_iterations=MEMBERS, epochs_per_iteration=epochs)
+    if name == "single":
+        return dict(architecture=single, max_iterations=1, epochs_per_iteration=epochs)
+    if name == "single-3x":
+        return dict(architecture=single, max_iterations=1, epochs_per_iteration=MEMBERS * epochs)
+    if name == "nokd":
+        return ensemble
+    if name == "akd":
+        return dict(ensemble, distillation="adaptive")
+    if name == "scalar-akd":
+        return dict(ensemble, distillation="adaptive", mixture_weights="scalar")
+    if name == "dynamic":
+        half = Architecture(member.depth, member.filters // 2)
+        return dict(
+            ensemble,
+            generator=DynamicGenerator(half, width_step=half.filters),
+            budget=single.count_params(num_classes),
+            distillation="adaptive",
+            mixture_weights="scalar",
+        )
+    raise ValueError(f"`--runs` names runs among {RUNS}. Received: {name!r}")
+
+
+def run(name, settings, train, test, seed):
     keras.utils.clear_session()
-    clf = AdaNASClassifier(architecture=kwargs.pop("architecture"), seed=seed, verbose=0, **kwargs)
+    classifier = AdaNASClassifier(seed=seed, verbose=0, **settings)
     start = time.perf_counter()
-    clf.fit(data)
+    classifier.fit((train.images, train.labels))
     seconds = time.perf_counter() - start
-    result = clf.evaluate(test)
-    params = sum(m["params"] for m in clf.members_)
-    row = {
+    result = classifier.evaluate((test.images, test.labels))
+    return {
         "run": name,
-        "members": len(clf.members_),
-        "params": params,
-        "epochs_per_member": kwargs["epochs_per_iteration"],
+        "seed": seed,
+        "members": [m["architecture"] for m in classifier.members_],
+        "params": sum(m["params"] for m in classifier.members_),
+        "epochs_per_member": settings["epochs_per_iteration"],
         "test_accuracy": result["accuracy"],
         "test_loss": result["loss"],
         "seconds": seconds,
-        "images_per_second": [h["images_per_second"] for h in clf.history_],
+        "images_per_second": [h["images_per_second"] for h in classifier.history_],
     }
-    print(json.dumps(row), flush=True)
-    return row
+
+
+def summary(rows):
+    """One line per run: accuracy mean and spread over seeds, params, time."""
+    lines = [
+        f"{'run':<11} {'seeds':>5} {'members':<22} {'params':>8} {'epochs':>6} "
+        f"{'test acc mean':>13} {'spread':>7} {'fit s':>6}"
+    ]
+    for name in dict.fromkeys(r["run"] for r in rows):
+        mine = [r for r in rows if r["run"] == name]
+        accuracy = [r["test_accuracy"] for r in mine]
+        spread = statistics.stdev(accuracy) if len(accuracy) > 1 else float("nan")
+        members = ",".join(mine[0]["members"])
+        lines.append(
+            f"{name:<11} {len(mine):>5} {members:<22} {mine[0]['params']:>8,} "
+            f"{mine[0]['epochs_per_member']:>6} {statistics.mean(accuracy):>13.4f} "
+            f"{spread:>7.4f} {statistics.mean(r['seconds'] for r in mine):>6.0f}"
+        )
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per network")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--member", default="1@96", help="the ensembles' member N@F")
+    parser.add_argument("--single", default=None, help="the single network's N@F")
+    parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--runs", default="single,single-3x,nokd,akd")
+    parser.add_argument("--json", default=None, help="append one JSON line per run here")
     args = parser.parse_args()
 
     train = load_images(args.data)
     test = load_images(args.data, split="test", classes=train.classes)
-    member, single = Architecture.parse("1@96"), Architecture.parse("1@192")
-    ratio = single.count_params(10) / (3 * member.count_params(10))
-    print(f"1@192 has {ratio:.3f}x the parameters of three 1@96", flush=True)
+    member = Architecture.parse(args.member)
+    single = Architecture.parse(args.single) if args.single else nearest_single(member, 10)
+    ratio = single.count_params(train.num_classes) / (
+        MEMBERS * member.count_params(train.num_classes)
+    )
+    print(f"single {single}: {ratio:.3f}x the parameters of {MEMBERS} x {member}", flush=True)
 
-    e = args.epochs
-    runs = {
-        "single": dict(architecture="1@192", max_iterations=1, epochs_per_iteration=e),
-        "single-3x": dict(architecture="1@192", max_iterations=1, epochs_per_iteration=3 * e),
-        "nokd": dict(architecture="1@96", max_iterations=3, epochs_per_iteration=e),
-        "akd": dict(
-            architecture="1@96", max_iterations=3, epochs_per_iteration=e, distillation="adaptive"
-        ),
-    }
-    rows = [
-        run(name, (train.images, train.labels), (test.images, test.labels), args.seed, **runs[name])
-        for name in args.runs.split(",")
-    ]
-    print(f"\n{'run':<10} {'members':>7} {'params':>9} {'epochs/member':>13} {'test acc':>8}")
-    for r in rows:
-        print(
-            f"{r['run']:<10} {r['members']:>7} {r['params']:>9,} {r['epochs_per_member']:>13} "
-            f"{r['test_accuracy']:>8.4f}  ({r['seconds']:.0f}s)"
-        )
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(rows, file, indent=2)
+    names = args.runs.split(",")
+    settings = {n: run_settings(n, member, single, args.epochs, train.num_classes) for n in names}
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in names:
+            row = run(name, settings[name], train, test, seed)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as file:
+                    file.write(json.dumps(row) + "\n")
+    print("\n" + summary(rows))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 ratios against one lone candidate measured in the same run.
 
     python benchmarks/throughput.py --data ../shared/data/cifar10-dev.npz
-    python benchmarks/throughput.py --architecture 1@96 --steps 10 --repeats 3  # quicker
+    python benchmarks/throughput.py --architecture 1@96 --repeats 3  # quicker
+    python benchmarks/throughput.py --jit-compile --mixed-precision
     KERAS_BACKEND=jax python benchmarks/throughput.py ...  # on a GPU machine
 
 Figures (images/s; every "step time" ratio is time per training step):
@@ -25,8 +26,11 @@ Also the model FLOPs per image (multiply-adds x 2 of every convolution and
 dense layer, forward) and A's achieved FLOP/s (3 x forward per training
 image) as a fraction of the machine's measured float32 matmul peak.
 
-Each figure runs `--repeats` timed epochs of `--steps` steps after a warm-up
-epoch (tracing and compilation); the median epoch is quoted.
+Every configuration first trains a warm-up epoch (tracing and compilation);
+then they take turns, `--repeats` rounds of one timed `fit` of `--steps` steps
+each, and each figure quotes its median round. Taking turns keeps the ratios
+honest when the machine's speed drifts during the run. `--jit-compile` turns
+XLA on and `--mixed-precision` the mixed policy, for every configuration.
 """
 
 import argparse
@@ -38,7 +42,6 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from train_subnetwork import EpochTimer  # this folder is on the path when run as a script
 
 from keras_adanas import Architecture, Ensemble, MixtureWeights
 from keras_adanas.data import default_data_dir, load_images
@@ -48,18 +51,56 @@ from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates
 from keras_adanas.serving import export_saved_model
 
 
-def timed_fit(model, dataset, steps, repeats):
-    """Median seconds per step over `repeats` epochs after a warm-up epoch."""
-    timer = EpochTimer()
-    model.fit(
-        dataset,
-        epochs=repeats + 1,
-        steps_per_epoch=steps,
-        callbacks=[timer],
-        shuffle=False,  # the datasets shuffle (or not) themselves
-        verbose=0,
-    )
-    return statistics.median(timer.times[1:]) / steps
+class StepTimer(keras.callbacks.Callback):
+    """Seconds per step of one `fit` call, from the end of its first step
+    (which also starts the data iterator) to the end of its last. Keras turns
+    each step's logs into Python numbers for this callback, so every step has
+    finished when its time is taken, on every backend."""
+
+    def on_train_begin(self, logs=None):
+        self._first_end, self._steps, self.seconds_per_step = None, 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_end is None:
+            self._first_end = time.perf_counter()
+        else:
+            self._steps += 1
+
+    def on_train_end(self, logs=None):
+        if self._steps:
+            self.seconds_per_step = (time.perf_counter() - self._first_end) / self._steps
+
+
+def interleaved_step_times(runs, steps, repeats):
+    """Median seconds per training step of each `(model, dataset)` run.
+
+    Every run first trains one warm-up epoch (tracing and compilation). Then
+    the runs take turns, one timed `fit` of `steps` steps each per round, for
+    `repeats` rounds: a slow spell of the machine then slows every run of a
+    round alike instead of whichever figure happened to be measuring, so the
+    ratios between runs hold even when the absolute rates drift.
+    """
+    for model, dataset in runs:
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
+    times = [[] for _ in runs]
+    for _ in range(repeats):
+        for index, (model, dataset) in enumerate(runs):
+            timer = StepTimer()
+            model.fit(
+                dataset,
+                epochs=1,
+                steps_per_epoch=steps + 1,
+                callbacks=[timer],
+                shuffle=False,  # the datasets shuffle (or not) themselves
+                verbose=0,
+            )
+            times[index].append(timer.seconds_per_step)
+    return [statistics.median(t) for t in times]
+
+
+def mixed_precision_policy():
+    """`mixed_float16` where a GPU is visible, else `mixed_bfloat16`."""
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
 def distiller(architectures, members=(), mixture="uniform", distillation="none", jit=False):
@@ -204,88 +245,94 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--architecture", default="2@192")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per figure")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per fit")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds")
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--only", default="ABCDEFG", help="figures to measure, e.g. 'AB'")
     parser.add_argument("--jit-compile", action="store_true", help="XLA for every step")
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU",
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--workdir", default="/tmp/adanas-throughput")
     args = parser.parse_args()
 
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision_policy())
     architecture = Architecture.parse(args.architecture)
     train = load_images(args.data, split="train")
     steps, repeats, batch = args.steps, args.repeats, args.batch_size
-    live = train.training_dataset(batch, seed=0, epochs=1000, steps_per_epoch=steps)
+    live = train.training_dataset(batch, seed=0, epochs=1000, steps_per_epoch=steps + 1)
     results = {
         "backend": keras.backend.backend(),
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "architecture": str(architecture),
         "batch_size": batch,
+        "jit_compile": bool(args.jit_compile),
+        "dtype_policy": keras.mixed_precision.global_policy().name,
     }
-
-    def rate(seconds_per_step):
-        return batch / seconds_per_step
 
     def report(name, value, text):
         results[name] = value
         print(f"{name:<28} {value:>10.3f}  {text}", flush=True)
 
     jit = bool(args.jit_compile)
-    a = timed_fit(distiller([architecture], jit=jit), live, steps, repeats)
-    report("A_images_per_second", rate(a), f"one {architecture} candidate alone")
+    runs = {"A": (distiller([architecture], jit=jit), live)}
     if "B" in args.only:
-        b = timed_fit(distiller([architecture] * 2, jit=jit), live, steps, repeats)
-        report("B_over_A", b / a, "two candidates in one step, step time (target <= 1.9)")
+        runs["B"] = (distiller([architecture] * 2, jit=jit), live)
     members = frozen_members(architecture, 3)
     if "C" in args.only:
-        c = timed_fit(
-            distiller([architecture], members, "scalar", "adaptive", jit), live, steps, repeats
-        )
-        report("C_over_A", c / a, "iteration 4, AKD + scalar weights (target <= 2.2)")
+        runs["C"] = (distiller([architecture], members, "scalar", "adaptive", jit), live)
     if "D" in args.only:
-        d = timed_fit(
-            distiller([architecture], members, "uniform", "none", jit), live, steps, repeats
-        )
-        report("D_over_A", d / a, "iteration 4, NOKD + uniform weights (target <= 1.05)")
+        runs["D"] = (distiller([architecture], members, "uniform", "none", jit), live)
     if "E" in args.only:
         ours = NASNetA(architecture, 10, include_auxiliary_head=False, seed=0)
         theirs = keras_applications_network(architecture)
-        seconds = []
         for model in (ours, theirs):
             model.compile(
                 optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=jit,
             )
-            seconds.append(timed_fit(model, live, steps, repeats))
-        report("E_ours_over_keras", seconds[1] / seconds[0], "NASNet-A cells, images/s (>= 1)")
+        runs["E_ours"], runs["E_theirs"] = (ours, live), (theirs, live)
         results["E_keras_params"] = theirs.count_params()
         results["E_our_params"] = ours.count_params()
+    if "G" in args.only:
+        batches = list(live.take(steps + 1))
+        in_memory = tf.data.Dataset.from_tensor_slices(
+            (tf.stack([x for x, _ in batches]), tf.stack([y for _, y in batches]))
+        ).repeat()
+        runs["G_memory"] = (runs["A"][0], in_memory)  # A's model, the same batches
+
+    times = interleaved_step_times(list(runs.values()), steps, repeats)
+    seconds = dict(zip(runs, times, strict=True))
+    a = seconds["A"]
+    report("A_images_per_second", batch / a, f"one {architecture} candidate alone")
+    if "B" in seconds:
+        report("B_over_A", seconds["B"] / a, "two candidates in one step, step time (<= 1.9)")
+    if "C" in seconds:
+        report("C_over_A", seconds["C"] / a, "iteration 4, AKD + scalar weights (<= 2.2)")
+    if "D" in seconds:
+        report("D_over_A", seconds["D"] / a, "iteration 4, NOKD + uniform weights (<= 1.05)")
+    if "E_ours" in seconds:
+        ratio = seconds["E_theirs"] / seconds["E_ours"]
+        report("E_ours_over_keras", ratio, "NASNet-A cells, images/s (>= 1)")
+    if "G_memory" in seconds:
+        report("G_live_over_memory", seconds["G_memory"] / a, "input pipeline (>= 0.95)")
     if "F" in args.only:
         os.makedirs(args.workdir, exist_ok=True)
         images = train.images[:1024].astype("float32")
         exported, one_by_one = inference_rates(members, images, 256, repeats, args.workdir)
         report("F_exported_over_members", exported / one_by_one, "inference images/s (>= 1)")
         results["F_exported_images_per_second"] = exported
-    if "G" in args.only:
-        model = distiller([architecture], jit=jit)
-        batches = list(live.take(steps))
-        in_memory = tf.data.Dataset.from_tensor_slices(
-            (
-                tf.stack([x for x, _ in batches]),
-                tf.stack([y for _, y in batches]),
-            )
-        ).repeat()
-        memory_seconds = timed_fit(model, in_memory, steps, repeats)
-        live_seconds = timed_fit(model, live, steps, repeats)
-        report("G_live_over_memory", memory_seconds / live_seconds, "input pipeline (>= 0.95)")
 
     flops = forward_flops(NASNetA(architecture, 10, include_auxiliary_head=False))
     peak = matmul_peak()
     report("forward_GFLOPs_per_image", flops / 1e9, f"{architecture}, forward")
     report("matmul_peak_GFLOPs", peak / 1e9, "float32 matmul, 2048 x 2048")
-    achieved = 3 * flops * rate(a)
+    achieved = 3 * flops * batch / a
     report("A_fraction_of_peak", achieved / peak, "A's training FLOP/s / matmul peak")
     if args.json:
         with open(args.json, "w") as file:

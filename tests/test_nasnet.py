@@ -168,3 +168,22 @@ def test_keras_round_trip(tmp_path):
         keras.ops.convert_to_numpy(model(images)[LOGITS]),
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("size", [4, 5])
+def test_factorized_reduction_reads_even_and_odd_pixels(size):
+    from keras_adanas.nasnet.ops import LayerFactory, apply_factorized_reduction
+
+    factory = LayerFactory(1, weight_decay=0.0, drop_path_keep_prob=1.0, total_steps=0, seed=3)
+    inputs = keras.Input((size, size, 3))
+    model = keras.Model(inputs, apply_factorized_reduction(inputs, factory, 5, name="fr"))
+    x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
+    k1 = model.get_layer("fr_path1_conv").kernel.numpy()[0, 0]
+    k2 = model.get_layer("fr_path2_conv").kernel.numpy()[0, 0]
+    padded = np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    expected = np.concatenate([x[:, ::2, ::2] @ k1, padded[:, 1::2, 1::2] @ k2], axis=-1)
+    expected = expected / np.sqrt(1.0 + 1e-5)  # BN at its initial moving statistics
+    half = -(-size // 2)
+    assert tuple(model.output.shape) == (None, half, half, 5)
+    actual = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)

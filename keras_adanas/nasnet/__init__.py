@@ -1,5 +1,6 @@
 """The NASNet-A CIFAR subnetwork."""
 
+from keras_adanas.nasnet.batch_norm import FusedBatchNormalization
 from keras_adanas.nasnet.model import (
     AUX_LOGITS,
     LOGITS,
@@ -13,6 +14,7 @@ __all__ = [
     "AUX_LOGITS",
     "LOGITS",
     "DropPath",
+    "FusedBatchNormalization",
     "NASNetA",
     "drop_path_layers",
     "minimum_image_size",
