@@ -128,17 +128,17 @@ class LabeledImages:
             if shuffle:
                 order = tf.random.experimental.stateless_shuffle(order, seed=epoch_seed)
 
-            def example(position, index):
-                image = tf.cast(tf.gather(images, index), "float32")
+            def augmented_batch(position, indices):
+                batch_images = tf.cast(tf.gather(images, indices), "float32")
                 if augmentation is not None:
-                    image = augmentation(
-                        image, tf.random.experimental.stateless_fold_in(epoch_seed, position)
+                    batch_images = augmentation(
+                        batch_images, tf.random.experimental.stateless_fold_in(epoch_seed, position)
                     )
-                return image, tf.gather(labels, index)
+                return batch_images, tf.gather(labels, indices)
 
-            dataset = tf.data.Dataset.from_tensor_slices(order).enumerate()
-            dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE)
-            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+            dataset = tf.data.Dataset.from_tensor_slices(order)
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).enumerate()
+            dataset = dataset.map(augmented_batch, num_parallel_calls=tf.data.AUTOTUNE)
             return dataset if steps_per_epoch is None else dataset.take(int(steps_per_epoch))
 
         last_epoch = np.iinfo(np.int64).max if epochs is None else int(epochs)
@@ -175,15 +175,15 @@ def _to_float(image, label):
 
 
 class CIFARAugmentation:
-    """The CIFAR training augmentation of one image, from stateless random ops.
+    """The CIFAR training augmentation of images, from stateless random ops.
 
-    Pads the image by `padding` zero pixels and crops it back at a random
+    Pads each image by `padding` zero pixels and crops it back at a random
     offset, flips it horizontally at random, and erases one
     `cutout_size` x `cutout_size` square, placed at random inside the image,
     with 127.5 (the value that scales to 0 in the model).
 
     Every random draw is a function of the `seed` passed to the call
-    (`tf.image.stateless_random_*`), never of a hidden state. Keras'
+    (`tf.random.stateless_*`), never of a hidden state. Keras'
     `RandomCrop`, `RandomFlip` and `RandomErasing` layers draw from a stateful
     `SeedGenerator` (their `seed` argument takes an int, not a tensor), which
     a parallel `tf.data` map consumes in no fixed order: seeded runs would then
@@ -214,43 +214,72 @@ class CIFARAugmentation:
         self.padding = int(padding)
         self.cutout_size = int(cutout_size)
 
-    def crop(self, image, seed):
-        """Pad and random crop of one `(H, W, C)` image."""
+    def crop(self, images, seed):
+        """Pad and random crop: each image moves by up to `padding` pixels in
+        each direction, with zero fill."""
+        batch, single = _as_batch(images)
+        height, width, _ = self.image_shape
         p = self.padding
-        padded = tf.pad(image, [[p, p], [p, p], [0, 0]])
-        return tf.image.stateless_random_crop(padded, self.image_shape, seed=seed)
+        offsets = tf.random.stateless_uniform(
+            (tf.shape(batch)[0], 2), seed, 0, 2 * p + 1, dtype=tf.int32
+        )
+        padded = tf.pad(batch, [[0, 0], [p, p], [p, p], [0, 0]])
+        rows = offsets[:, :1] + tf.range(height)[None, :]
+        cols = offsets[:, 1:] + tf.range(width)[None, :]
+        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+        cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)
+        return cropped[0] if single else cropped
 
-    def flip(self, image, seed):
-        """Random horizontal flip of one image."""
-        return tf.image.stateless_random_flip_left_right(image, seed=seed)
+    def flip(self, images, seed):
+        """Random horizontal flip of each image."""
+        batch, single = _as_batch(images)
+        flips = tf.random.stateless_uniform((tf.shape(batch)[0],), seed) < 0.5
+        flipped = tf.where(flips[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
+        return flipped[0] if single else flipped
 
-    def cutout(self, image, seed):
-        """Fills one random `cutout_size` square inside the image with 127.5."""
+    def cutout(self, images, seed):
+        """Fills one random `cutout_size` square inside each image with 127.5."""
+        batch, single = _as_batch(images)
         height, width, _ = self.image_shape
         size = self.cutout_size
+        count = tf.shape(batch)[0]
         top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        top = tf.random.stateless_uniform((), top_seed, 0, height - size + 1, dtype=tf.int32)
-        left = tf.random.stateless_uniform((), left_seed, 0, width - size + 1, dtype=tf.int32)
-        rows = tf.range(height)
-        cols = tf.range(width)
-        inside = ((rows >= top) & (rows < top + size))[:, None] & (
+        top = tf.random.stateless_uniform((count, 1), top_seed, 0, height - size + 1, tf.int32)
+        left = tf.random.stateless_uniform((count, 1), left_seed, 0, width - size + 1, tf.int32)
+        rows = tf.range(height)[None, :]
+        cols = tf.range(width)[None, :]
+        inside = ((rows >= top) & (rows < top + size))[:, :, None] & (
             (cols >= left) & (cols < left + size)
-        )[None, :]
-        return tf.where(inside[..., None], tf.constant(127.5, image.dtype), image)
+        )[:, None, :]
+        erased = tf.where(inside[..., None], tf.constant(127.5, batch.dtype), batch)
+        return erased[0] if single else erased
 
-    def __call__(self, image, seed):
-        """Augments one `(H, W, C)` float image in [0, 255].
+    def __call__(self, images, seed):
+        """Augments one `(H, W, C)` float image in [0, 255], or a batch
+        `(B, H, W, C)` of them, each with its own draws.
+
+        A batch costs about what one image does: the draws of all its images
+        come from one seed, in a few batched ops, so the training pipeline
+        augments whole batches. An image alone is augmented as a batch of one.
 
         Args:
-            image: float tensor `(H, W, C)`.
+            images: float tensor `(H, W, C)` or `(B, H, W, C)`.
             seed: int tensor of shape `(2,)`.
         """
         crop_seed, flip_seed, cutout_seed = tf.unstack(
             tf.random.experimental.stateless_split(seed, 3)
         )
-        image = self.crop(image, crop_seed)
-        image = self.flip(image, flip_seed)
-        return self.cutout(image, cutout_seed)
+        images = self.crop(images, crop_seed)
+        images = self.flip(images, flip_seed)
+        return self.cutout(images, cutout_seed)
+
+
+def _as_batch(images):
+    """`(batch, single)`: `images` with a batch axis, and whether it had none."""
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank == 3:
+        return images[None], True
+    return images, False
 
 
 def load_images(source, y=None, *, split="train", classes=None):

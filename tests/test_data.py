@@ -331,3 +331,16 @@ def test_dataset_with_mixed_image_shapes():
     )
     with pytest.raises(ValueError, match="same shape"):
         load_images(dataset)
+
+
+def test_a_batch_gets_one_draw_per_image():
+    augmentation = CIFARAugmentation((32, 32, 3))
+    image = random_images(1)[0].astype("float32")
+    batch = np.asarray(augmentation(tf.constant(np.stack([image] * 32)), seeds(1)[0]))
+    assert batch.shape == (32, 32, 32, 3)
+    assert len({b.tobytes() for b in batch}) == 32  # every image its own crop/flip/cutout
+    erased = (batch == 127.5).all(axis=-1)
+    assert erased.reshape(32, -1).sum(axis=1).max() <= 16 * 16
+    # One image alone is augmented as a batch of one.
+    alone = np.asarray(augmentation(tf.constant(image), seeds(1)[0]))
+    np.testing.assert_array_equal(alone, batch[0])

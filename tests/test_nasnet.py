@@ -187,3 +187,23 @@ def test_factorized_reduction_reads_even_and_odd_pixels(size):
     assert tuple(model.output.shape) == (None, half, half, 5)
     actual = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_auxiliary_whole_map_conv_is_the_reference_convolution():
+    from keras_adanas.nasnet.ops import LayerFactory
+
+    factory = LayerFactory(1, weight_decay=5e-4, drop_path_keep_prob=1.0, total_steps=0, seed=0)
+    dense = factory.whole_map_conv(768, (2, 2), name="aux_conv")
+    conv = factory.conv(768, (2, 2), padding="valid", name="reference")
+    x = np.random.default_rng(0).normal(size=(3, 2, 2, 128)).astype("float32")
+    conv.build(x.shape)
+    dense.build((None, 2 * 2 * 128))
+    # The same initial distribution: the convolution's fan-out counts its area.
+    assert dense.kernel.numpy().std() == pytest.approx(conv.kernel.numpy().std(), rel=0.03)
+    assert dense.count_params() == conv.count_params()
+    # The same function: the conv kernel flattened in (h, w, c) order.
+    dense.kernel.assign(conv.kernel.numpy().reshape(512, 768))
+    expected = keras.ops.convert_to_numpy(conv(x)).reshape(3, 768)
+    actual = keras.ops.convert_to_numpy(dense(x.reshape(3, 512)))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    assert dense.kernel_regularizer.get_config() == conv.kernel_regularizer.get_config()

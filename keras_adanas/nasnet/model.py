@@ -190,10 +190,11 @@ def _apply_auxiliary_head(x, factory, num_classes):
     x = apply_relu_conv_bn(x, factory, 128, name="aux_proj", relu=False)
     x = keras.layers.ReLU(name="aux_proj_relu")(x)
     kernel = (int(x.shape[1]), int(x.shape[2]))
-    x = factory.conv(768, kernel, padding="valid", name="aux_conv")(x)
+    # The reference's valid conv whose kernel is the whole map, as a dense layer.
+    x = keras.layers.Flatten(name="aux_flatten")(x)
+    x = factory.whole_map_conv(768, kernel, name="aux_conv")(x)
     x = factory.batch_norm(name="aux_conv_bn")(x)
     x = keras.layers.ReLU(name="aux_conv_relu")(x)
-    x = keras.layers.Flatten(name="aux_flatten")(x)
     return factory.dense(num_classes, name=AUX_LOGITS)(x)
 
 

@@ -248,6 +248,32 @@ class LayerFactory:
             name=name,
         )
 
+    def whole_map_conv(self, filters, kernel_size, name):
+        """A valid, bias-free convolution whose kernel covers its whole
+        (flattened) input map, as the `Dense` layer it amounts to.
+
+        The same function, parameter count and initial distribution as the
+        `Conv2D`: its kernel flattened in (height, width, channels) order is
+        the dense kernel, and the dense initializer's scale is divided by the
+        kernel area because a dense layer's fan-out does not count it. One
+        matrix multiply instead of a convolution that oneDNN runs tens of times
+        slower (measured: 9.5 ms forward for the 2x2x128x768 auxiliary
+        convolution at batch 32 on a 2-core CPU).
+        """
+        area = int(kernel_size[0]) * int(kernel_size[1])
+        return keras.layers.Dense(
+            int(filters),
+            use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0 / area,
+                mode="fan_out",
+                distribution="truncated_normal",
+                seed=self._next_seed(),
+            ),
+            kernel_regularizer=self.regularizer,
+            name=name,
+        )
+
     def drop_path(self, cell_index, name):
         return DropPath(
             cell_index=cell_index,
