@@ -22,9 +22,12 @@ Figures (images/s; every "step time" ratio is time per training step):
      (target >= 1)
   G  training on the live augmented pipeline against training on the same
      batches pre-augmented in memory: live/in-memory images/s (target >= 0.95)
-Also the model FLOPs per image (multiply-adds x 2 of every convolution and
-dense layer, forward) and A's achieved FLOP/s (3 x forward per training
-image) as a fraction of the machine's measured float32 matmul peak.
+A and B also report the CPU cores the process kept busy (process CPU time /
+wall time): when A already keeps every core busy, B, twice the work, cannot
+take much less than twice A's time. Also the model FLOPs per image
+(multiply-adds x 2 of every convolution and dense layer, forward) and A's
+achieved FLOP/s (3 x forward per training image) as a fraction of the
+machine's measured float32 matmul peak.
 
 Every configuration first trains a warm-up epoch (tracing and compilation);
 then they take turns, `--repeats` rounds of one timed `fit` of `--steps` steps
@@ -53,26 +56,31 @@ from keras_adanas.serving import export_saved_model
 
 class StepTimer(keras.callbacks.Callback):
     """Seconds per step of one `fit` call, from the end of its first step
-    (which also starts the data iterator) to the end of its last. Keras turns
-    each step's logs into Python numbers for this callback, so every step has
-    finished when its time is taken, on every backend."""
+    (which also starts the data iterator) to the end of its last, and the
+    CPU cores the process kept busy meanwhile (process CPU time / wall time).
+    Keras turns each step's logs into Python numbers for this callback, so
+    every step has finished when its time is taken, on every backend."""
 
     def on_train_begin(self, logs=None):
-        self._first_end, self._steps, self.seconds_per_step = None, 0, None
+        self._first_end, self._steps = None, 0
+        self.seconds_per_step = self.cores_busy = None
 
     def on_train_batch_end(self, batch, logs=None):
         if self._first_end is None:
-            self._first_end = time.perf_counter()
+            self._first_end, self._first_cpu = time.perf_counter(), time.process_time()
         else:
             self._steps += 1
 
     def on_train_end(self, logs=None):
         if self._steps:
-            self.seconds_per_step = (time.perf_counter() - self._first_end) / self._steps
+            wall = time.perf_counter() - self._first_end
+            self.seconds_per_step = wall / self._steps
+            self.cores_busy = (time.process_time() - self._first_cpu) / wall
 
 
 def interleaved_step_times(runs, steps, repeats):
-    """Median seconds per training step of each `(model, dataset)` run.
+    """Median seconds per training step, and median cores busy, of each
+    `(model, dataset)` run.
 
     Every run first trains one warm-up epoch (tracing and compilation). Then
     the runs take turns, one timed `fit` of `steps` steps each per round, for
@@ -82,7 +90,7 @@ def interleaved_step_times(runs, steps, repeats):
     """
     for model, dataset in runs:
         model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
-    times = [[] for _ in runs]
+    timers = [[] for _ in runs]
     for _ in range(repeats):
         for index, (model, dataset) in enumerate(runs):
             timer = StepTimer()
@@ -94,8 +102,14 @@ def interleaved_step_times(runs, steps, repeats):
                 shuffle=False,  # the datasets shuffle (or not) themselves
                 verbose=0,
             )
-            times[index].append(timer.seconds_per_step)
-    return [statistics.median(t) for t in times]
+            timers[index].append(timer)
+    return [
+        (
+            statistics.median(t.seconds_per_step for t in mine),
+            statistics.median(t.cores_busy for t in mine),
+        )
+        for mine in timers
+    ]
 
 
 def mixed_precision_policy():
@@ -229,16 +243,15 @@ def inference_rates(members, images, batch_size, repeats, folder):
             shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
             shifted / shifted.sum(axis=1, keepdims=True)
 
-    rates = []
     for run in (exported, one_by_one):
         run()  # warm-up
-        times = []
-        for _ in range(repeats):
+    times = [[], []]
+    for _ in range(repeats):  # in turns, as `interleaved_step_times`
+        for index, run in enumerate((exported, one_by_one)):
             start = time.perf_counter()
             run()
-            times.append(time.perf_counter() - start)
-        rates.append(len(images) / statistics.median(times))
-    return rates
+            times[index].append(time.perf_counter() - start)
+    return [len(images) / statistics.median(t) for t in times]
 
 
 def main():
@@ -306,12 +319,15 @@ def main():
         ).repeat()
         runs["G_memory"] = (runs["A"][0], in_memory)  # A's model, the same batches
 
-    times = interleaved_step_times(list(runs.values()), steps, repeats)
-    seconds = dict(zip(runs, times, strict=True))
+    timings = interleaved_step_times(list(runs.values()), steps, repeats)
+    measured = dict(zip(runs, timings, strict=True))
+    seconds = {name: step for name, (step, _) in measured.items()}
     a = seconds["A"]
     report("A_images_per_second", batch / a, f"one {architecture} candidate alone")
+    report("A_cores_busy", measured["A"][1], f"CPU time / wall time, of {os.cpu_count()} cores")
     if "B" in seconds:
         report("B_over_A", seconds["B"] / a, "two candidates in one step, step time (<= 1.9)")
+        report("B_cores_busy", measured["B"][1], "CPU time / wall time")
     if "C" in seconds:
         report("C_over_A", seconds["C"] / a, "iteration 4, AKD + scalar weights (<= 2.2)")
     if "D" in seconds:

@@ -207,3 +207,15 @@ def test_auxiliary_whole_map_conv_is_the_reference_convolution():
     actual = keras.ops.convert_to_numpy(dense(x.reshape(3, 512)))
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
     assert dense.kernel_regularizer.get_config() == conv.kernel_regularizer.get_config()
+
+
+def test_trains_through_a_smaller_last_batch():
+    # A stride-2 1x1 convolution in the factorized reduction crashed
+    # TensorFlow's oneDNN kernels (heap corruption) when the batch size changed.
+    model = NASNetA("1@24", 10, (16, 16, 1), include_auxiliary_head=False, seed=0)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(40, 16, 16, 1)).astype("float32")
+    y = rng.integers(0, 10, size=40)
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

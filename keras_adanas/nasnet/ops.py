@@ -334,15 +334,19 @@ def apply_factorized_reduction(x, factory, filters, name):
     """Halves the spatial size with two offset 1x1 paths (no ReLU inside).
 
     Path 1 reads `x[::2, ::2]`, path 2 `x[1::2, 1::2]` (zero-padded on the
-    bottom and right, so odd sizes give the same shape as a SAME stride-2 op),
-    each through a stride-2 1x1 convolution with `filters // 2` (resp. the
-    rest) filters; their concatenation goes through batch norm. (The
-    reference subsamples with a 1x1 average pool of stride 2 before a 1x1
-    convolution; a stride-2 1x1 convolution reads the same pixels in one op.)
+    bottom and right, so odd sizes give the same shape as a SAME stride-2 op);
+    each has `filters // 2` (resp. the rest) 1x1 filters; their concatenation
+    goes through batch norm.
     """
+    # The subsampling stays a 1x1 average pool of stride 2, as the reference:
+    # a stride-2 1x1 convolution would read the same pixels in one op, but
+    # TensorFlow 2.21's oneDNN kernel for it corrupts the heap ("double free
+    # or corruption") once the batch size changes, as at an epoch's last batch.
     half = int(filters) // 2
-    path1 = factory.conv(half, 1, strides=2, name=f"{name}_path1_conv")(x)
+    path1 = keras.layers.AveragePooling2D(1, strides=2, name=f"{name}_path1_pool")(x)
+    path1 = factory.conv(half, 1, name=f"{name}_path1_conv")(path1)
     path2 = DiagonalShift(name=f"{name}_path2_shift")(x)
-    path2 = factory.conv(int(filters) - half, 1, strides=2, name=f"{name}_path2_conv")(path2)
+    path2 = keras.layers.AveragePooling2D(1, strides=2, name=f"{name}_path2_pool")(path2)
+    path2 = factory.conv(int(filters) - half, 1, name=f"{name}_path2_conv")(path2)
     x = keras.layers.Concatenate(name=f"{name}_concat")([path1, path2])
     return factory.batch_norm(name=f"{name}_bn")(x)
