@@ -17,10 +17,12 @@ Runs, each with the DESIGN.md recipe, evaluated on the dev test split:
   half its width, adaptive distillation, scalar weights, under the single
   network's parameter count as budget (two candidates a step, so about twice
   the training time of the others).
-Each run prints a JSON line (appended to `--json` as it finishes, so an
-interrupted benchmark keeps what it measured); at the end a table gives each
-run's test accuracy mean and spread (sample standard deviation) over the
-seeds, the parameter count and the wall time of `fit`.
+Each run prints a JSON line (with the ensemble's test error after each
+iteration and each member's error alone, to see where an ensemble loses),
+appended to `--json` as it finishes, so an interrupted benchmark keeps what
+it measured. At the end a table gives each run's test accuracy mean and
+spread (sample standard deviation) over the seeds, the parameter count and
+the wall time of `fit`.
 """
 
 import argparse
@@ -34,6 +36,7 @@ import keras
 from keras_adanas import AdaNASClassifier, Architecture, load_images
 from keras_adanas.data import default_data_dir
 from keras_adanas.generators import DynamicGenerator
+from keras_adanas.reporting import iteration_errors
 
 RUNS = ("single", "single-3x", "nokd", "akd", "scalar-akd", "dynamic")
 MEMBERS = 3
@@ -82,6 +85,7 @@ def run(name, settings, train, test, seed):
     classifier.fit((train.images, train.labels))
     seconds = time.perf_counter() - start
     result = classifier.evaluate((test.images, test.labels))
+    errors = iteration_errors(classifier, (test.images, test.labels))
     return {
         "run": name,
         "seed": seed,
@@ -90,6 +94,9 @@ def run(name, settings, train, test, seed):
         "epochs_per_member": settings["epochs_per_iteration"],
         "test_accuracy": result["accuracy"],
         "test_loss": result["loss"],
+        # Where an ensemble loses: its error as it grew against its members'.
+        "ensemble_error_by_iteration": errors["ensemble_error"],
+        "member_error": errors["member_error"],
         "seconds": seconds,
         "images_per_second": [h["images_per_second"] for h in classifier.history_],
     }
