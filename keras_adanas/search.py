@@ -248,6 +248,9 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
+        # Under a mixed dtype policy the logits come in float16/bfloat16; the
+        # losses, and the float32 regularization terms they join, are float32.
+        y_pred = {key: ops.cast(value, "float32") for key, value in y_pred.items()}
         total = 0.0
         for j, candidate in enumerate(self.candidates):
             loss = _batch_mean(self.candidate_loss, y, y_pred[candidate_key(j)])

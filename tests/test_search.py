@@ -135,3 +135,30 @@ def test_one_clipping_group_per_candidate_and_per_learned_mixture():
     ids = [id(v) for group in groups for v in group]
     assert len(ids) == len(set(ids))  # disjoint
     assert set(ids) == {id(v) for v in distiller.trainable_variables}  # members frozen
+
+
+def test_trains_under_a_mixed_precision_policy():
+    # The benchmark's `--mixed-precision`; the logits come in bfloat16 and
+    # the losses (with the float32 L2 terms) are float32.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        member = NASNetA("1@24", 3, (12, 12, 3), seed=1).without_auxiliary_head(name="member_1")
+        (candidate,) = build_candidates(["1@24"], 3, (12, 12, 3), 2, seed=2)
+        distiller = Distiller(
+            [candidate],
+            [member],
+            MixtureWeights("scalar", 1, 3),
+            "scalar",
+            distillation=Distillation("adaptive"),
+        )
+        distiller.compile(optimizer=GroupedClippingSGD(distiller.variable_groups(), 0.01))
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, size=(16, 12, 12, 3)).astype("float32")
+        labels = rng.integers(0, 3, size=16)
+        outputs = distiller(images[:2], training=True)
+        assert keras.backend.standardize_dtype(outputs[candidate_key(0)].dtype) == "bfloat16"
+        history = distiller.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.isfinite(history.history["candidate_0_loss"]).all()
