@@ -67,7 +67,7 @@ def test_gradients_match_keras():
         np.testing.assert_allclose(actual.numpy(), expected.numpy(), atol=1e-6 * scale)
 
 
-def test_masked_and_rank_2_inputs_fall_back_to_keras():
+def test_rank_2_inputs_fall_back_to_keras():
     keras_bn, fused = _pair((4, 3))
     x = _images((4, 3))
     np.testing.assert_allclose(
