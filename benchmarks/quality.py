@@ -3,6 +3,9 @@ of about the same parameter count, on cifar10-dev, over several seeds.
 
     python benchmarks/quality.py --epochs 8 --seeds 0,1,2 --json quality.jsonl
 
+`--learning-rate` and `--no-augment` change the recipe of every run, to test
+whether the gap between the ensembles and the single network depends on them.
+
 Runs, each with the DESIGN.md recipe, evaluated on the dev test split:
 - `single`: one network of about three members' parameters (`--single`,
   by default the `N@F` with the member's N whose count is nearest), trained
@@ -78,9 +81,9 @@ def run_settings(name, member, single, epochs, num_classes):
     raise ValueError(f"`--runs` names runs among {RUNS}. Received: {name!r}")
 
 
-def run(name, settings, train, test, seed):
+def run(name, settings, train, test, seed, **recipe):
     keras.utils.clear_session()
-    classifier = AdaNASClassifier(seed=seed, verbose=0, **settings)
+    classifier = AdaNASClassifier(seed=seed, verbose=0, **settings, **recipe)
     start = time.perf_counter()
     classifier.fit((train.images, train.labels))
     seconds = time.perf_counter() - start
@@ -92,6 +95,8 @@ def run(name, settings, train, test, seed):
         "members": [m["architecture"] for m in classifier.members_],
         "params": sum(m["params"] for m in classifier.members_),
         "epochs_per_member": settings["epochs_per_iteration"],
+        "learning_rate": classifier.learning_rate,
+        "augment": classifier.augment,
         "test_accuracy": result["accuracy"],
         "test_loss": result["loss"],
         # Where an ensemble loses: its error as it grew against its members'.
@@ -130,6 +135,12 @@ def main():
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--json", default=None, help="append one JSON line per run here")
+    parser.add_argument(
+        "--learning-rate", type=float, default=0.025, help="at batch 32, for every run"
+    )
+    parser.add_argument(
+        "--no-augment", action="store_true", help="train without the CIFAR augmentation"
+    )
     args = parser.parse_args()
 
     train = load_images(args.data)
@@ -146,7 +157,15 @@ def main():
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in names:
-            row = run(name, settings[name], train, test, seed)
+            row = run(
+                name,
+                settings[name],
+                train,
+                test,
+                seed,
+                learning_rate=args.learning_rate,
+                augment=not args.no_augment,
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:

@@ -25,7 +25,7 @@ from keras_adanas.distribute import (
 from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
 from keras_adanas.generators import get_generator, propose
 from keras_adanas.io_utils import save_model_atomically
-from keras_adanas.nasnet import validate_image_shape
+from keras_adanas.nasnet import resolve_dtype_policy, validate_image_shape
 from keras_adanas.presets import preset_arguments
 from keras_adanas.project import ENSEMBLE_FILE, ProjectDirectory, data_fingerprint
 from keras_adanas.recipe import scaled_learning_rate
@@ -137,6 +137,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             starting anew.
         jit_compile: bool or `"auto"`, as `keras.Model.compile` (on TensorFlow,
             `"auto"` uses XLA only when an accelerator is visible).
+        dtype_policy: the dtype policy new members compute under:
+            `"float32"`, `"mixed_float16"` (a GPU's tensor cores; the loss is
+            scaled dynamically), `"mixed_bfloat16"`, or None for Keras' global
+            policy. Weights and logits stay float32. It is off by default
+            because on a CPU both mixed policies train slower (see
+            `benchmarks/throughput.py --mixed-precision`).
         strategy: `"auto"`, `"default"`, `"mirrored"`, `"multi_worker"` or a
             `tf.distribute.Strategy` (TensorFlow backend): see
             `keras_adanas.distribute.resolve_strategy`. `"auto"` mirrors over
@@ -187,6 +193,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         overwrite=False,
         warm_start=False,
         jit_compile="auto",
+        dtype_policy=None,
         strategy="auto",
         tensorboard=False,
         seed=None,
@@ -209,6 +216,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         self.overwrite = overwrite
         self.warm_start = warm_start
         self.jit_compile = jit_compile
+        self.dtype_policy = dtype_policy
         self.strategy = strategy
         self.tensorboard = tensorboard
         self.seed = seed
@@ -273,6 +281,20 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"`batch_size` is the global batch and must divide evenly among the "
                 f"{num_replicas(strategy)} replicas of the strategy. Received: "
                 f"batch_size={self.batch_size}"
+            )
+        if (
+            resolve_dtype_policy(self.dtype_policy).name == "mixed_float16"
+            and num_replicas(strategy) > 1
+        ):
+            # Keras' LossScaleOptimizer decides whether to skip a step from
+            # each replica's own gradients (or the first replica's), while
+            # GroupedClippingSGD sums the replicas' gradients inside `apply`:
+            # replicas could disagree on an overflow and the sum go inf.
+            raise ValueError(
+                "`dtype_policy='mixed_float16'` (loss scaling) trains on one device "
+                f"only; the strategy has {num_replicas(strategy)} replicas. Use "
+                "'mixed_bfloat16' or `strategy='default'`. Received: "
+                f"dtype_policy={self.dtype_policy!r}"
             )
         if self.tensorboard and self.directory is None:
             raise ValueError(
@@ -438,7 +460,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             try:
                 with strategy_scope(strategy):
                     candidates = build_candidates(
-                        architectures, train.num_classes, train.image_shape, iteration, self.seed
+                        architectures,
+                        train.num_classes,
+                        train.image_shape,
+                        iteration,
+                        self.seed,
+                        dtype=self.dtype_policy,
                     )
                     return run_iteration(
                         iteration,
@@ -513,6 +540,14 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"`jit_compile` must be True, False or 'auto'. Received: "
                 f"jit_compile={self.jit_compile!r}"
             )
+        if self.dtype_policy is not None and not isinstance(
+            self.dtype_policy, (str, keras.DTypePolicy)
+        ):
+            raise TypeError(
+                "`dtype_policy` must be a policy name, a `keras.DTypePolicy` or None. "
+                f"Received: dtype_policy={self.dtype_policy!r}"
+            )
+        resolve_dtype_policy(self.dtype_policy, argument="dtype_policy")
         if self.seed is not None:
             _check_int("seed", self.seed, minimum=0)
         if self.directory is not None and not isinstance(self.directory, (str, os.PathLike)):
@@ -725,6 +760,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             )
         if not isinstance(params["strategy"], str):
             params["strategy"] = type(params["strategy"]).__name__
+        if isinstance(params["dtype_policy"], keras.DTypePolicy):
+            params["dtype_policy"] = params["dtype_policy"].name
         params["architecture"] = str(Architecture.parse(params["architecture"]))
         if params["directory"] is not None:
             params["directory"] = os.fspath(params["directory"])

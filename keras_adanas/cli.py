@@ -46,6 +46,7 @@ _CLASSIFIER_FLAGS = [
     ("batch_size", int, "global batch size"),
     ("learning_rate", float, "learning rate at batch size 32"),
     ("strategy", str, "'auto', 'default', 'mirrored' or 'multi_worker' (TF_CONFIG)"),
+    ("dtype_policy", str, "'float32', 'mixed_float16' (GPU) or 'mixed_bfloat16'"),
     ("seed", int, "seed for a repeatable search"),
     ("verbose", int, "0, 1 or 2"),
 ]

@@ -248,7 +248,8 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:
             y_pred = self(x, training=training)
-        # Under a mixed dtype policy the logits come in float16/bfloat16; the
+        # NASNetA's logits are float32 under any policy, but a model whose
+        # logits layer follows a mixed policy gives float16/bfloat16 ones; the
         # losses, and the float32 regularization terms they join, are float32.
         y_pred = {key: ops.cast(value, "float32") for key, value in y_pred.items()}
         total = 0.0
@@ -382,8 +383,9 @@ class IterationResult:
     images_per_second: float | None
 
 
-def build_candidates(architectures, num_classes, image_shape, iteration, seed):
-    """Builds the iteration's untrained candidates, each with a unique name."""
+def build_candidates(architectures, num_classes, image_shape, iteration, seed, dtype=None):
+    """Builds the iteration's untrained candidates, each with a unique name,
+    under the dtype policy `dtype` (None: Keras' global policy)."""
     return [
         NASNetA(
             architecture,
@@ -391,6 +393,7 @@ def build_candidates(architectures, num_classes, image_shape, iteration, seed):
             image_shape=image_shape,
             include_auxiliary_head=True,
             seed=None if seed is None else seed * 1009 + iteration * 31 + j,
+            dtype=dtype,
             name=f"iteration_{iteration}_candidate_{j}",
         )
         for j, architecture in enumerate(architectures)
@@ -448,7 +451,8 @@ def run_iteration(
     """Trains the candidates of one iteration together and selects one.
 
     A candidate whose training loss is not finite at the end has diverged: it
-    is dropped with a warning and the others are selected among.
+    is dropped with a warning and the others are selected among. Candidates
+    built under `"mixed_float16"` train with a dynamic loss scale.
 
     Args:
         iteration: int, 1-based.
@@ -485,6 +489,10 @@ def run_iteration(
     optimizer = GroupedClippingSGD(
         distiller.variable_groups(), learning_rate=learning_rate, momentum=MOMENTUM
     )
+    if any(c.dtype_policy.name == "mixed_float16" for c in candidates):
+        # float16 gradients underflow without it; the wrapper unscales them
+        # before the clipping, so the clip norm is that of the true gradient.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     distiller.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     # Built here, not lazily inside the first traced step: a step that
     # creates variables is traced twice, which took a third of the compile

@@ -7,8 +7,8 @@ import pytest
 from keras_adanas.nasnet import FusedBatchNormalization, NASNetA
 
 
-def _pair(shape):
-    settings = dict(momentum=0.9, epsilon=1e-5)
+def _pair(shape, dtype=None):
+    settings = dict(momentum=0.9, epsilon=1e-5, dtype=dtype)
     layers = keras.layers.BatchNormalization(**settings), FusedBatchNormalization(**settings)
     channels = shape[-1]
     for layer in layers:
@@ -42,6 +42,33 @@ def test_outputs_and_moving_statistics_match_keras(training):
         for _ in range(3):
             start = 0.9 * start + 0.1 * variance
         np.testing.assert_allclose(fused.moving_variance.numpy(), start, rtol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_half_precision_inputs_match_keras(policy):
+    """Under a mixed policy both layers take and give float16/bfloat16 and
+    keep float32 statistics, computed from the same half-precision inputs."""
+    shape = (8, 5, 5, 6)
+    keras_bn, fused = _pair(shape, dtype=policy)
+    half = keras.dtype_policies.get(policy).compute_dtype
+    x = keras.ops.cast(_images(shape), half)
+    if keras.config.backend() == "tensorflow":
+        assert fused._fuses(x, None)  # the fused kernel, not the fallback
+    for _ in range(3):
+        expected = keras_bn(x, training=True)
+        actual = fused(x, training=True)
+    assert keras.backend.standardize_dtype(actual.dtype) == half
+    # One unit in the last place of the outputs (|y| < 6): 2**-8 for float16,
+    # 2**-5 for bfloat16.
+    ulp = 2.0**-8 if half == "float16" else 2.0**-5
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(actual, "float32")),
+        keras.ops.convert_to_numpy(keras.ops.cast(expected, "float32")),
+        atol=ulp,
+    )
+    for ours, theirs in zip(fused.weights, keras_bn.weights, strict=True):
+        assert keras.backend.standardize_dtype(ours.dtype) == "float32"
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="gradients through tf")

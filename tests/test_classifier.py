@@ -3,12 +3,14 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from keras_adanas import AdaNASClassifier, Architecture, parse_budget
+from keras_adanas.search import build_candidates
 
 ONE_AT_24 = Architecture.parse("1@24").count_params(10)
 
@@ -219,6 +221,8 @@ def test_parse_budget(value, expected):
         ({"kd_temperature": 0}, ValueError, "kd_temperature=0"),
         ({"verbose": 3}, ValueError, "verbose=3"),
         ({"seed": -1}, ValueError, "seed=-1"),
+        ({"dtype_policy": "float16"}, ValueError, "dtype_policy='float16'"),
+        ({"dtype_policy": 16}, TypeError, "dtype_policy=16"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(kwargs, error, message, tmp_path):
@@ -228,3 +232,54 @@ def test_bad_arguments_fail_before_any_work(kwargs, error, message, tmp_path):
     with pytest.raises(error, match=message):
         clf.fit(x, [0, 1, 0, 1])
     assert not directory.exists()
+
+
+class _OptimizerProbe(keras.callbacks.Callback):
+    """Records the training model's optimizer and its loss scale at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_end(self, logs=None):
+        optimizer = self.model.optimizer
+        scale = getattr(optimizer, "dynamic_scale", None)
+        self.seen.append((type(optimizer).__name__, None if scale is None else float(scale)))
+
+
+def test_mixed_float16_search_scales_the_loss_and_serves_float32(cifar_strings, tmp_path):
+    probe = _OptimizerProbe()
+    clf = AdaNASClassifier(
+        architecture="1@24",
+        distillation="adaptive",
+        mixture_weights="scalar",
+        max_iterations=2,
+        steps_per_iteration=8,
+        dtype_policy="mixed_float16",
+        seed=0,
+        verbose=0,
+    )
+    clf.fit(cifar_strings["x_train"], cifar_strings["y_train"], callbacks=[probe])
+    # The first steps' float16 kernel gradients overflow at Keras' initial
+    # scale of 2**15; those steps are skipped and the scale halves until the
+    # gradients are finite, then the candidates train.
+    assert [name for name, _ in probe.seen] == ["LossScaleOptimizer"] * 2
+    assert all(1.0 <= scale < 2.0**15 for _, scale in probe.seen)
+    untrained = build_candidates([Architecture(1, 24)], 10, (32, 32, 3), 1, 0, "mixed_float16")
+    first = clf.ensemble_.members[0]
+    assert not np.allclose(
+        first.get_layer("stem_conv").kernel.numpy(),
+        untrained[0].get_layer("stem_conv").kernel.numpy(),
+    )
+    assert all(np.isfinite(c["train_loss"]) for h in clf.history_ for c in h["candidates"])
+    for member in clf.ensemble_.members:
+        assert member.get_layer("stem_conv").compute_dtype == "float16"
+        assert {keras.backend.standardize_dtype(w.dtype) for w in member.weights} == {"float32"}
+    x = cifar_strings["x_test"]
+    served = clf.ensemble_(x)
+    assert keras.backend.standardize_dtype(served.dtype) == "float32"
+    probabilities = clf.predict_proba(x)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    path = str(tmp_path / "mixed.keras")
+    clf.save(path)
+    np.testing.assert_array_equal(AdaNASClassifier.load(path).predict_proba(x), probabilities)

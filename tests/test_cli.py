@@ -25,7 +25,7 @@ def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
     project = str(tmp_path / "project")
     argv = ["fit", small_npz, "--directory", project, "--preset", "smoke"]
     argv += ["--max-iterations", "1", "--steps-per-iteration", "2", "--batch-size", "16"]
-    argv += ["--seed", "0", "--verbose", "0"]
+    argv += ["--seed", "0", "--verbose", "0", "--dtype-policy", "mixed_bfloat16"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "1 members, 4,373 served parameters" in out and "reached max_iterations=1" in out
@@ -33,6 +33,9 @@ def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
     # The smoke preset with the flags' overrides.
     assert clf.distillation == "adaptive" and clf.mixture_weights == "scalar"
     assert clf.steps_per_iteration == 2 and clf.batch_size == 16 and clf.seed == 0
+    # A bfloat16 member, exported below like any other.
+    assert clf.dtype_policy == "mixed_bfloat16"
+    assert clf.ensemble_.members[0].get_layer("stem_conv").compute_dtype == "bfloat16"
 
     assert main(["report", project]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -250,3 +250,17 @@ def test_two_workers_agree_and_write_apart(runs):
     assert (project / "iteration_001" / "report.json").is_file()
     assert (project / ".worker-worker-1" / "ensemble.keras").is_file()
     assert not (project / ".worker-worker-0").exists()
+
+
+def test_loss_scaling_on_several_replicas_is_refused(tmp_path, monkeypatch):
+    import keras_adanas.classifier
+
+    monkeypatch.setattr(keras_adanas.classifier, "num_replicas", lambda strategy: 2)
+    directory = tmp_path / "project"
+    classifier = AdaNASClassifier(
+        architecture="1@24", dtype_policy="mixed_float16", directory=directory
+    )
+    images = np.zeros((8, 32, 32, 3), "uint8")
+    with pytest.raises(ValueError, match="one device only; the strategy has 2 replicas"):
+        classifier.fit(images, np.arange(8) % 2)
+    assert not directory.exists()

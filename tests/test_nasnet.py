@@ -94,6 +94,9 @@ def test_smallest_images_build():
         ({"architecture": "1@25"}, ValueError, "filters=25"),
         ({"drop_path_keep_prob": 0.0}, ValueError, "drop_path_keep_prob=0.0"),
         ({"weight_decay": -1.0}, ValueError, "weight_decay=-1.0"),
+        ({"dtype": "float16"}, ValueError, "dtype='float16'"),
+        ({"dtype": "int8_from_float32"}, ValueError, "mixed_bfloat16"),
+        ({"dtype": 3}, ValueError, "dtype=3"),
     ],
 )
 def test_invalid_arguments(kwargs, error, message):
@@ -219,3 +222,43 @@ def test_trains_through_a_smaller_last_batch():
     y = rng.integers(0, 10, size=40)
     history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_half_and_gives_float32_logits(tmp_path, policy):
+    model = NASNetA("1@24", 10, dtype=policy, seed=3)
+    half = keras.dtype_policies.get(policy).compute_dtype
+    assert model.dtype_policy.name == policy
+    for layer in model.layers[1:]:  # after the input layer
+        expected = "float32" if layer.name in (LOGITS, AUX_LOGITS) else policy
+        assert layer.dtype_policy.name == expected, layer.name
+    assert {keras.backend.standardize_dtype(w.dtype) for w in model.weights} == {"float32"}
+    assert model.count_params() == NASNetA("1@24", 10).count_params()
+    images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    probe = keras.Model(model.input, model.get_layer("cell_0_out").output)
+    assert keras.backend.standardize_dtype(probe(images).dtype) == half
+    outputs = model(images, training=True)
+    assert {keras.backend.standardize_dtype(v.dtype) for v in outputs.values()} == {"float32"}
+
+    path = str(tmp_path / "mixed.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)  # under the float32 global policy
+    assert restored.get_config()["dtype"] == policy
+    assert [layer.dtype_policy.name for layer in restored.layers] == [
+        layer.dtype_policy.name for layer in model.layers
+    ]
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(images)[LOGITS]),
+        keras.ops.convert_to_numpy(model(images)[LOGITS]),
+    )
+
+
+def test_dtype_none_follows_the_global_policy():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = NASNetA("1@24", 10)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_config()["dtype"] == "mixed_bfloat16"
+    assert model.get_layer("stem_conv").compute_dtype == "bfloat16"

@@ -4,8 +4,10 @@ from keras_adanas.nasnet.batch_norm import FusedBatchNormalization
 from keras_adanas.nasnet.model import (
     AUX_LOGITS,
     LOGITS,
+    TRAINABLE_POLICIES,
     NASNetA,
     minimum_image_size,
+    resolve_dtype_policy,
     validate_image_shape,
 )
 from keras_adanas.nasnet.ops import DropPath, drop_path_layers, set_drop_path_schedule
@@ -16,8 +18,10 @@ __all__ = [
     "DropPath",
     "FusedBatchNormalization",
     "NASNetA",
+    "TRAINABLE_POLICIES",
     "drop_path_layers",
     "minimum_image_size",
+    "resolve_dtype_policy",
     "validate_image_shape",
     "set_drop_path_schedule",
 ]

@@ -17,9 +17,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     statistics update (with the biased batch variance, as Keras), the same
     outputs to float32 rounding, and the same configuration.
 
-    The fused kernel is used for float32, rank-4, channels-last inputs
-    without mask, on the TensorFlow backend; anything else, and every other
-    backend, runs `keras.layers.BatchNormalization.call` unchanged.
+    The fused kernel is used for rank-4, channels-last inputs without mask in
+    the layer's compute dtype (float32, or float16/bfloat16 under a mixed
+    policy, whose statistics the kernel keeps in float32 as Keras does), on
+    the TensorFlow backend; anything else, and every other backend, runs
+    `keras.layers.BatchNormalization.call` unchanged.
 
     Args:
         **kwargs: `keras.layers.BatchNormalization` arguments.
@@ -40,8 +42,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             and self.scale
             and not self.renorm
             and not self.synchronized
-            and keras.backend.standardize_dtype(inputs.dtype) == "float32"
-            and self.compute_dtype == "float32"
+            and keras.backend.standardize_dtype(inputs.dtype) == self.compute_dtype
+            and self.compute_dtype in ("float32", "float16", "bfloat16")
+            and self.variable_dtype == "float32"
         )
 
     def call(self, inputs, training=None, mask=None):

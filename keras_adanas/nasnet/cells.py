@@ -29,7 +29,7 @@ def apply_cell_base(x, prev, factory, filters, name):
     if prev is None:
         return h0, x
     if _height(prev) != _height(x):
-        prev = keras.layers.ReLU(name=f"{name}_h1_relu")(prev)
+        prev = factory.layer(keras.layers.ReLU, name=f"{name}_h1_relu")(prev)
         h1 = apply_factorized_reduction(prev, factory, filters, name=f"{name}_h1_reduce")
     elif _channels(prev) != filters:
         h1 = apply_relu_conv_bn(prev, factory, filters, name=f"{name}_h1")
@@ -59,7 +59,7 @@ def apply_op(x, op, factory, filters, strides, cell_index, name):
         x = apply_separable_stack(x, factory, filters, kernel, strides, name=name)
     elif op in ("avg3", "max3"):
         pool = keras.layers.AveragePooling2D if op == "avg3" else keras.layers.MaxPooling2D
-        x = pool(3, strides=strides, padding="same", name=f"{name}_pool")(x)
+        x = factory.layer(pool, 3, strides=strides, padding="same", name=f"{name}_pool")(x)
         if _channels(x) != filters:
             x = apply_relu_conv_bn(x, factory, filters, name=f"{name}_fix", relu=False)
     elif op == "identity":
@@ -90,7 +90,7 @@ def _combine(states, left, right, factory, filters, strides, cell_index, name):
                 name=f"{name}_{side}_{op}",
             )
         )
-    return keras.layers.Add(name=f"{name}_add")(branches)
+    return factory.layer(keras.layers.Add, name=f"{name}_add")(branches)
 
 
 # Each combination: ((state, op), (state, op)); states are [h0, h1, s2, ...].
@@ -135,7 +135,7 @@ def _apply_cell(x, prev, factory, filters, cell_index, name, spec, output, strid
         outputs[0] = apply_relu_conv_bn(
             outputs[0], factory, filters, name=f"{name}_h1_out", relu=False
         )
-    return keras.layers.Concatenate(name=f"{name}_out")(outputs)
+    return factory.layer(keras.layers.Concatenate, name=f"{name}_out")(outputs)
 
 
 def apply_normal_cell(x, prev, factory, filters, cell_index, name):

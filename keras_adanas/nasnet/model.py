@@ -52,6 +52,10 @@ class NASNetA(keras.Model):
             drop path off until `set_drop_path_schedule()` sets it.
         weight_decay: float, the reference's L2 decay on kernels.
         seed: int or None, seed of the initializers and drop-path patterns.
+        dtype: a dtype policy or its name (`"float32"`, `"mixed_float16"`,
+            `"mixed_bfloat16"`), or None for Keras' global policy at
+            construction. Every layer computes under it except the two logits
+            layers, which compute in float32, so the outputs are float32.
         name: str, the model name.
 
     Example:
@@ -74,10 +78,12 @@ class NASNetA(keras.Model):
         drop_path_total_steps=0,
         weight_decay=WEIGHT_DECAY,
         seed=None,
+        dtype=None,
         name=None,
         **kwargs,
     ):
         architecture = Architecture.parse(architecture)
+        policy = resolve_dtype_policy(dtype)
         image_shape = validate_image_shape(image_shape, include_auxiliary_head)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int):
             raise TypeError(f"`num_classes` must be an int. Received: num_classes={num_classes!r}")
@@ -99,11 +105,15 @@ class NASNetA(keras.Model):
             drop_path_keep_prob=float(drop_path_keep_prob),
             total_steps=int(drop_path_total_steps),
             seed=seed,
+            dtype=policy.name,
         )
 
         # === Functional model ===
         inputs = keras.Input(shape=image_shape, name="images")
-        x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(inputs)
+        rescaling = factory.layer(
+            keras.layers.Rescaling, 1.0 / 127.5, offset=-1.0, name="rescaling"
+        )
+        x = rescaling(inputs)
         x = factory.conv(3 * f0, 3, name="stem_conv")(x)
         x = factory.batch_norm(name="stem_bn")(x)
 
@@ -135,13 +145,17 @@ class NASNetA(keras.Model):
             if stack == 1 and include_auxiliary_head:
                 aux_logits = _apply_auxiliary_head(x, factory, num_classes)
 
-        x = keras.layers.ReLU(name="head_relu")(x)
-        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-        logits = factory.dense(num_classes, name=LOGITS)(x)
+        x = factory.layer(keras.layers.ReLU, name="head_relu")(x)
+        x = factory.layer(keras.layers.GlobalAveragePooling2D, name="head_pool")(x)
+        logits = factory.logits(num_classes, name=LOGITS)(x)
         outputs = logits
         if include_auxiliary_head:
             outputs = {LOGITS: logits, AUX_LOGITS: aux_logits}
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        # A functional model's constructor drops `dtype`; the policy is what its
+        # layers compute in, and `compile` wraps the optimizer in a
+        # `LossScaleOptimizer` under "mixed_float16".
+        self.dtype_policy = policy
 
         # === Config ===
         self.architecture = architecture
@@ -173,6 +187,7 @@ class NASNetA(keras.Model):
             "drop_path_total_steps": self.drop_path_total_steps,
             "weight_decay": self.weight_decay,
             "seed": self.seed,
+            "dtype": self.dtype_policy.name,
             "name": self.name,
             "trainable": self.trainable,
         }
@@ -185,17 +200,54 @@ class NASNetA(keras.Model):
 def _apply_auxiliary_head(x, factory, num_classes):
     """ReLU, avg-pool 5/3 valid, conv1x1 128-BN-ReLU, conv 768-BN-ReLU, dense."""
     pool, stride = AUXILIARY_HEAD_POOL
-    x = keras.layers.ReLU(name="aux_relu")(x)
-    x = keras.layers.AveragePooling2D(pool, strides=stride, padding="valid", name="aux_pool")(x)
+    x = factory.layer(keras.layers.ReLU, name="aux_relu")(x)
+    x = factory.layer(
+        keras.layers.AveragePooling2D, pool, strides=stride, padding="valid", name="aux_pool"
+    )(x)
     x = apply_relu_conv_bn(x, factory, 128, name="aux_proj", relu=False)
-    x = keras.layers.ReLU(name="aux_proj_relu")(x)
+    x = factory.layer(keras.layers.ReLU, name="aux_proj_relu")(x)
     kernel = (int(x.shape[1]), int(x.shape[2]))
     # The reference's valid conv whose kernel is the whole map, as a dense layer.
-    x = keras.layers.Flatten(name="aux_flatten")(x)
+    x = factory.layer(keras.layers.Flatten, name="aux_flatten")(x)
     x = factory.whole_map_conv(768, kernel, name="aux_conv")(x)
     x = factory.batch_norm(name="aux_conv_bn")(x)
-    x = keras.layers.ReLU(name="aux_conv_relu")(x)
-    return factory.dense(num_classes, name=AUX_LOGITS)(x)
+    x = factory.layer(keras.layers.ReLU, name="aux_conv_relu")(x)
+    return factory.logits(num_classes, name=AUX_LOGITS)(x)
+
+
+TRAINABLE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def resolve_dtype_policy(dtype=None, argument="dtype"):
+    """Returns the `keras.DTypePolicy` a subnetwork computes under.
+
+    Args:
+        dtype: a policy or its name among `TRAINABLE_POLICIES`, or None for
+            Keras' global policy (which must be one of them too).
+        argument: the argument's name in the error message.
+
+    Returns:
+        A `keras.DTypePolicy` with float32 variables.
+
+    Raises:
+        ValueError: for any other policy (float16 or bfloat16 variables
+            do not train, and quantized or integer policies do not apply).
+    """
+    try:
+        policy = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+    except (TypeError, ValueError):
+        policy = None
+    if policy is None or policy.name not in TRAINABLE_POLICIES:
+        received = (
+            f"{argument}=None and Keras' global policy {policy.name!r}"
+            if dtype is None
+            else f"{argument}={dtype!r}"
+        )
+        raise ValueError(
+            f"`{argument}` must be one of {list(TRAINABLE_POLICIES)}, a policy with one "
+            f"of these names, or None for Keras' global policy. Received: {received}"
+        )
+    return policy
 
 
 def validate_image_shape(image_shape, include_auxiliary_head=True):

@@ -193,11 +193,14 @@ class LayerFactory:
     Every conv, separable conv and dense layer gets the NASNet-A initializer and
     L2 regularizer, every batch normalization the reference momentum and
     epsilon, and every drop path the network's schedule; each layer is named
-    `prefix + name`.
+    `prefix + name`. Every layer gets the network's dtype policy, except the
+    logits layers (`logits`), which compute in float32 as Keras' mixed
+    precision guide advises, so that losses and ensembles see float32 logits.
     """
 
-    def __init__(self, num_cells, weight_decay, drop_path_keep_prob, total_steps, seed):
+    def __init__(self, num_cells, weight_decay, drop_path_keep_prob, total_steps, seed, dtype=None):
         self.num_cells = num_cells
+        self.dtype = dtype
         self.regularizer = kernel_regularizer(weight_decay)
         self.drop_path_keep_prob = drop_path_keep_prob
         self.total_steps = total_steps
@@ -210,6 +213,11 @@ class LayerFactory:
         self._count += 1
         return self._seed + self._count
 
+    def layer(self, layer_class, *args, **kwargs):
+        """`layer_class(*args, **kwargs)` under the network's dtype policy,
+        for the layers without weights (activations, pools, merges)."""
+        return layer_class(*args, dtype=self.dtype, **kwargs)
+
     def conv(self, filters, kernel_size, name, strides=1, padding="same"):
         return keras.layers.Conv2D(
             int(filters),
@@ -219,6 +227,7 @@ class LayerFactory:
             use_bias=False,
             kernel_initializer=kernel_initializer(self._next_seed()),
             kernel_regularizer=self.regularizer,
+            dtype=self.dtype,
             name=name,
         )
 
@@ -234,18 +243,13 @@ class LayerFactory:
             pointwise_initializer=kernel_initializer(self._next_seed()),
             depthwise_regularizer=self.regularizer,
             pointwise_regularizer=self.regularizer,
+            dtype=self.dtype,
             name=name,
         )
 
     def batch_norm(self, name):
-        return FusedBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
-
-    def dense(self, units, name):
-        return keras.layers.Dense(
-            int(units),
-            kernel_initializer=kernel_initializer(self._next_seed()),
-            kernel_regularizer=self.regularizer,
-            name=name,
+        return FusedBatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, dtype=self.dtype, name=name
         )
 
     def whole_map_conv(self, filters, kernel_size, name):
@@ -270,6 +274,7 @@ class LayerFactory:
                 seed=self._next_seed(),
             ),
             kernel_regularizer=self.regularizer,
+            dtype=self.dtype,
             name=name,
         )
 
@@ -280,6 +285,17 @@ class LayerFactory:
             keep_prob=self.drop_path_keep_prob,
             total_steps=self.total_steps,
             seed=self._next_seed(),
+            dtype=self.dtype,
+            name=name,
+        )
+
+    def logits(self, units, name):
+        """The dense logits layer: float32 under any policy."""
+        return keras.layers.Dense(
+            int(units),
+            kernel_initializer=kernel_initializer(self._next_seed()),
+            kernel_regularizer=self.regularizer,
+            dtype="float32",
             name=name,
         )
 
@@ -287,7 +303,7 @@ class LayerFactory:
 def apply_relu_conv_bn(x, factory, filters, name, strides=1, relu=True):
     """ReLU (optional), 1x1 conv, batch norm."""
     if relu:
-        x = keras.layers.ReLU(name=f"{name}_relu")(x)
+        x = factory.layer(keras.layers.ReLU, name=f"{name}_relu")(x)
     x = factory.conv(filters, 1, strides=strides, name=f"{name}_conv")(x)
     return factory.batch_norm(name=f"{name}_bn")(x)
 
@@ -295,7 +311,7 @@ def apply_relu_conv_bn(x, factory, filters, name, strides=1, relu=True):
 def apply_separable_stack(x, factory, filters, kernel_size, strides, name):
     """`sepK`: twice [ReLU, separable KxK conv, BN]; the stride in the first."""
     for i in (1, 2):
-        x = keras.layers.ReLU(name=f"{name}_relu_{i}")(x)
+        x = factory.layer(keras.layers.ReLU, name=f"{name}_relu_{i}")(x)
         x = factory.separable_conv(
             filters, kernel_size, strides if i == 1 else 1, name=f"{name}_sep_{i}"
         )(x)
@@ -342,10 +358,12 @@ def apply_factorized_reduction(x, factory, filters, name):
     # TensorFlow 2.21's oneDNN kernel for it corrupts the heap ("double free
     # or corruption") once the batch size changes, as at an epoch's last batch.
     half = int(filters) // 2
-    path1 = keras.layers.AveragePooling2D(1, strides=2, name=f"{name}_path1_pool")(x)
+    path1 = factory.layer(keras.layers.AveragePooling2D, 1, strides=2, name=f"{name}_path1_pool")(x)
     path1 = factory.conv(half, 1, name=f"{name}_path1_conv")(path1)
-    path2 = DiagonalShift(name=f"{name}_path2_shift")(x)
-    path2 = keras.layers.AveragePooling2D(1, strides=2, name=f"{name}_path2_pool")(path2)
+    path2 = factory.layer(DiagonalShift, name=f"{name}_path2_shift")(x)
+    path2 = factory.layer(keras.layers.AveragePooling2D, 1, strides=2, name=f"{name}_path2_pool")(
+        path2
+    )
     path2 = factory.conv(int(filters) - half, 1, name=f"{name}_path2_conv")(path2)
-    x = keras.layers.Concatenate(name=f"{name}_concat")([path1, path2])
+    x = factory.layer(keras.layers.Concatenate, name=f"{name}_concat")([path1, path2])
     return factory.batch_norm(name=f"{name}_bn")(x)
