@@ -21,7 +21,10 @@ Runs, each with the DESIGN.md recipe, evaluated on the dev test split:
   network's parameter count as budget (two candidates a step, so about twice
   the training time of the others).
 Each run prints a JSON line (with the ensemble's test error after each
-iteration and each member's error alone, to see where an ensemble loses),
+iteration and each member's error alone, to see where an ensemble loses; how
+often two members disagree on a test image; and the errors once each
+member's batch-normalization statistics are recomputed on the training
+images, to see whether the moving averages cost accuracy),
 appended to `--json` as it finishes, so an interrupted benchmark keeps what
 it measured. At the end a table gives each run's test accuracy mean and
 spread (sample standard deviation) over the seeds, the parameter count and
@@ -35,10 +38,12 @@ import statistics
 import time
 
 import keras
+import numpy as np
 
 from keras_adanas import AdaNASClassifier, Architecture, load_images
 from keras_adanas.data import default_data_dir
 from keras_adanas.generators import DynamicGenerator
+from keras_adanas.nasnet import set_drop_path_schedule
 from keras_adanas.reporting import iteration_errors
 
 RUNS = ("single", "single-3x", "nokd", "akd", "scalar-akd", "dynamic")
@@ -81,6 +86,66 @@ def run_settings(name, member, single, epochs, num_classes):
     raise ValueError(f"`--runs` names runs among {RUNS}. Received: {name!r}")
 
 
+def logits_of(models, images):
+    """Each model's logits on `images`, float64."""
+    return [np.asarray(m.predict(images, batch_size=250, verbose=0), "float64") for m in models]
+
+
+def mean_disagreement(member_logits):
+    """The fraction of images two members label differently, averaged over
+    pairs of members (None for one member): how diverse the members are."""
+    labels = [np.argmax(logits, axis=1) for logits in member_logits]
+    pairs = [
+        np.mean(labels[i] != labels[j])
+        for i in range(len(labels))
+        for j in range(i + 1, len(labels))
+    ]
+    return float(np.mean(pairs)) if pairs else None
+
+
+def with_recomputed_statistics(member, images, batch_size=250, seed=0):
+    """A copy of `member` whose batch-normalization moving statistics are the
+    mean of its batch statistics over one pass of `images` (unaugmented,
+    drop path off), instead of the moving averages training left: if its
+    error changes much, the moving statistics were off."""
+    copy = keras.models.clone_model(member)
+    copy.set_weights(member.get_weights())
+    for layer in copy.layers:  # frozen batch normalization ignores `training`
+        layer.trainable = True
+    set_drop_path_schedule(copy, 0)  # keep probability 1
+    norms = [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    order = np.random.default_rng(seed).permutation(len(images))
+    for k, start in enumerate(range(0, len(images) - batch_size + 1, batch_size)):
+        for norm in norms:  # a running mean: moving = (k * moving + batch) / (k + 1)
+            norm.momentum = k / (k + 1)
+        copy(images[order[start : start + batch_size]], training=True)
+    return copy
+
+
+def diagnostics(classifier, train, test):
+    """Where an ensemble loses: its members' diversity, and its errors with
+    batch-normalization statistics recomputed on the training images."""
+    members = classifier.ensemble_.members
+    last = [report for report in classifier.history_ if report["chosen"] is not None][-1]
+    weights = np.asarray(last["mixture_weights"], "float64")
+    recomputed = logits_of(
+        [with_recomputed_statistics(m, train.images) for m in members], test.images
+    )
+    mixed = sum(
+        (w * logits if np.ndim(w) == 0 else logits * w[None, :])
+        for w, logits in zip(weights, recomputed, strict=True)
+    )
+    return {
+        "member_disagreement": mean_disagreement(logits_of(members, test.images)),
+        "member_error_recomputed_bn": [error(logits, test.labels) for logits in recomputed],
+        "ensemble_error_recomputed_bn": error(mixed, test.labels),
+    }
+
+
+def error(logits, labels):
+    return float(np.mean(np.argmax(logits, axis=1) != labels))
+
+
 def run(name, settings, train, test, seed, **recipe):
     keras.utils.clear_session()
     classifier = AdaNASClassifier(seed=seed, verbose=0, **settings, **recipe)
@@ -102,6 +167,7 @@ def run(name, settings, train, test, seed, **recipe):
         # Where an ensemble loses: its error as it grew against its members'.
         "ensemble_error_by_iteration": errors["ensemble_error"],
         "member_error": errors["member_error"],
+        **diagnostics(classifier, train, test),
         "seconds": seconds,
         "images_per_second": [h["images_per_second"] for h in classifier.history_],
     }
