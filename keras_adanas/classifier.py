@@ -444,7 +444,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         self, iteration, architectures, data, config, ensemble, callbacks, project, strategy
     ):
         """`run_iteration` on new candidates under `strategy`, retried with
-        half the batch size each time it runs out of memory.
+        half the batch size each time it runs out of memory (rounded down to
+        a multiple of the replicas, among which the batch is split).
 
         `data` is `(train, selection)`, `ensemble` `(members, mixture)`.
         """
@@ -482,7 +483,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
-                smaller = config.batch_size // 2
+                replicas = num_replicas(strategy)
+                smaller = config.batch_size // 2 // replicas * replicas
                 if smaller < floor:
                     raise MemoryError(
                         f"Iteration {iteration} ran out of memory at batch size "
