@@ -112,6 +112,37 @@ def test_keras_round_trip_predicts_identically(fitted, cifar_strings, tmp_path):
         AdaNASClassifier.load(tmp_path / "member.keras")
 
 
+def test_recomputed_batch_statistics_change_only_the_statistics(fitted, cifar_strings, tmp_path):
+    fitted.save(tmp_path / "classifier.keras")
+    clf = AdaNASClassifier.load(tmp_path / "classifier.keras")  # the fixture stays as it is
+    x_train, x_test = cifar_strings["x_train"], cifar_strings["x_test"]
+    before = clf.predict_proba(x_test)
+    members = clf.ensemble_.members
+    kernels = [m.get_layer("stem_conv").kernel.numpy().copy() for m in members]
+    # Labels are accepted, and not needed.
+    assert clf.recompute_batch_statistics(x_train, cifar_strings["y_train"]) is clf
+    for member, kernel in zip(members, kernels, strict=True):
+        stem = keras.Model(member.input, member.get_layer("stem_conv").output)
+        outputs = stem.predict(x_train, verbose=0)  # one batch of 128 (batch_size=256)
+        np.testing.assert_allclose(
+            member.get_layer("stem_bn").moving_mean.numpy(),
+            outputs.reshape(-1, outputs.shape[-1]).mean(axis=0),
+            atol=1e-4,
+        )
+        np.testing.assert_array_equal(member.get_layer("stem_conv").kernel.numpy(), kernel)
+        assert not member.trainable
+    after = clf.predict_proba(x_test)
+    assert np.abs(after - before).max() > 1e-3
+    # Saved and loaded, it predicts with the new statistics.
+    clf.save(tmp_path / "recomputed.keras")
+    restored = AdaNASClassifier.load(tmp_path / "recomputed.keras")
+    np.testing.assert_allclose(restored.predict_proba(x_test), after, atol=1e-6)
+    with pytest.raises(ValueError, match="Images must have shape"):
+        clf.recompute_batch_statistics(np.zeros((4, 16, 16, 3), "uint8"))
+    with pytest.raises(NotFittedError):
+        AdaNASClassifier().recompute_batch_statistics(x_train)
+
+
 def test_saved_model_serves_without_keras_adanas(fitted, cifar_strings, tmp_path):
     path = str(tmp_path / "saved_model")
     fitted.export(path)

@@ -172,8 +172,8 @@ def test_an_iteration_whose_candidates_all_diverge_is_skipped(small_cifar, tmp_p
 
     build = classifier_module.build_candidates
 
-    def diverging_in_iteration_2(architectures, num_classes, image_shape, iteration, seed):
-        candidates = build(architectures, num_classes, image_shape, iteration, seed)
+    def diverging_in_iteration_2(architectures, num_classes, image_shape, iteration, seed, **kw):
+        candidates = build(architectures, num_classes, image_shape, iteration, seed, **kw)
         if iteration == 2:
             for candidate in candidates:
                 poison(candidate)
@@ -259,8 +259,13 @@ def test_out_of_memory_halves_to_a_multiple_of_the_replicas(small_cifar, monkeyp
     clf = AdaNASClassifier(
         architecture="1@24", max_iterations=1, steps_per_iteration=2, batch_size=40, verbose=0
     )
-    with pytest.warns(UserWarning, match="retrying with batch size 8 "):
+    with pytest.warns(UserWarning) as caught:
         clf.fit(small_cifar.images, small_cifar.labels)
+    retries = [str(w.message).split(";")[1] for w in caught if "out of memory" in str(w.message)]
+    assert retries == [
+        " retrying with batch size 20 and learning rate 0.015625.",
+        " retrying with batch size 8 and learning rate 0.00625.",
+    ]
     assert tried == [40, 20, 8]
     assert clf.history_[0]["batch_size"] == 8
 

@@ -11,6 +11,7 @@ from keras_adanas.nasnet.model import (
     validate_image_shape,
 )
 from keras_adanas.nasnet.ops import DropPath, drop_path_layers, set_drop_path_schedule
+from keras_adanas.nasnet.statistics import recompute_batch_statistics
 
 __all__ = [
     "AUX_LOGITS",
@@ -21,6 +22,7 @@ __all__ = [
     "TRAINABLE_POLICIES",
     "drop_path_layers",
     "minimum_image_size",
+    "recompute_batch_statistics",
     "resolve_dtype_policy",
     "validate_image_shape",
     "set_drop_path_schedule",
