@@ -55,9 +55,11 @@ def test_moving_statistics_are_the_mean_of_the_batch_statistics(cifar10):
         np.mean([b.var(axis=0) for b in batches], axis=0),
         rtol=1e-4,
     )
-    # Every batch normalization got new statistics ...
+    # Every batch normalization got new statistics (a mean may stay 0: a
+    # 1x1 convolution of batch-normalized inputs has a batch mean of 0) ...
     after = [_numpy(v) for n in norms for v in (n.moving_mean, n.moving_variance)]
-    assert all(not np.allclose(a, b) for a, b in zip(after, statistics_before, strict=True))
+    changed = [not np.allclose(a, b) for a, b in zip(after, statistics_before, strict=True)]
+    assert all(mean or variance for mean, variance in zip(changed[::2], changed[1::2], strict=True))
     # ... and nothing else changed: weights, drop-path state, flags, momenta.
     statistic_ids = {id(v) for n in norms for v in (n.moving_mean, n.moving_variance)}
     for weight, before in zip(
