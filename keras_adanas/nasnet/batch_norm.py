@@ -43,9 +43,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             and not self.renorm
             and not self.synchronized
             and keras.backend.standardize_dtype(inputs.dtype) == self.compute_dtype
-            # Not bfloat16: in bfloat16 the fused kernel made a whole 2@192
-            # training step slower on a 2-core CPU, 106 images/s against
-            # 134-150 with Keras' ops, although it is faster alone.
+            # Not bfloat16: the fused kernel is faster alone but made a whole
+            # 2@192 training step 16% slower on a 2-core CPU
+            # (`benchmarks/batch_norm.py`: 136.7 against 163.7 images/s).
             and self.compute_dtype in ("float32", "float16")
             and self.variable_dtype == "float32"
         )
