@@ -43,7 +43,7 @@ import numpy as np
 from keras_adanas import AdaNASClassifier, Architecture, load_images
 from keras_adanas.data import default_data_dir
 from keras_adanas.generators import DynamicGenerator
-from keras_adanas.nasnet import set_drop_path_schedule
+from keras_adanas.nasnet import recompute_batch_statistics
 from keras_adanas.reporting import iteration_errors
 
 RUNS = ("single", "single-3x", "nokd", "akd", "scalar-akd", "dynamic")
@@ -104,22 +104,14 @@ def mean_disagreement(member_logits):
 
 
 def with_recomputed_statistics(member, images, batch_size=250, seed=0):
-    """A copy of `member` whose batch-normalization moving statistics are the
-    mean of its batch statistics over one pass of `images` (unaugmented,
-    drop path off), instead of the moving averages training left: if its
-    error changes much, the moving statistics were off."""
+    """A copy of `member` whose batch-normalization moving statistics are
+    recomputed on `images`, in a shuffled order (see
+    `recompute_batch_statistics`): if its error changes much, the moving
+    statistics training left were off."""
     copy = keras.models.clone_model(member)
     copy.set_weights(member.get_weights())
-    for layer in copy.layers:  # frozen batch normalization ignores `training`
-        layer.trainable = True
-    set_drop_path_schedule(copy, 0)  # keep probability 1
-    norms = [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
     order = np.random.default_rng(seed).permutation(len(images))
-    for k, start in enumerate(range(0, len(images) - batch_size + 1, batch_size)):
-        for norm in norms:  # a running mean: moving = (k * moving + batch) / (k + 1)
-            norm.momentum = k / (k + 1)
-        copy(images[order[start : start + batch_size]], training=True)
-    return copy
+    return recompute_batch_statistics(copy, images[order], batch_size=batch_size)
 
 
 def diagnostics(classifier, train, test):
