@@ -155,14 +155,19 @@ class DropPath(keras.layers.Layer):
         return config
 
 
-def drop_path_layers(model):
-    """Returns every `DropPath` layer of `model`, nested models included."""
-    if isinstance(model, DropPath):
+def layers_of_type(model, layer_class):
+    """Returns every `layer_class` layer of `model`, nested models included."""
+    if isinstance(model, layer_class):
         return [model]
     found = []
     for layer in getattr(model, "layers", []):
-        found.extend(drop_path_layers(layer))
+        found.extend(layers_of_type(layer, layer_class))
     return found
+
+
+def drop_path_layers(model):
+    """Returns every `DropPath` layer of `model`, nested models included."""
+    return layers_of_type(model, DropPath)
 
 
 def set_drop_path_schedule(model, total_steps, step=0):

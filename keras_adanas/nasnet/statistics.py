@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_adanas.nasnet.ops import DropPath, drop_path_layers
+from keras_adanas.nasnet.ops import DropPath, drop_path_layers, layers_of_type
 
 
 def recompute_batch_statistics(model, images, batch_size=256):
@@ -48,7 +48,7 @@ def recompute_batch_statistics(model, images, batch_size=256):
             "`images` must be a non-empty array (N, height, width, channels). Received: "
             f"shape {images.shape}"
         )
-    norms = _batch_normalizations(model)
+    norms = layers_of_type(model, keras.layers.BatchNormalization)
     drops = drop_path_layers(model)
     saved = {
         "trainable": [layer.trainable for layer in norms],
@@ -75,15 +75,6 @@ def recompute_batch_statistics(model, images, batch_size=256):
         for layer, state in zip(drops, saved["drop_path"], strict=True):
             _restore_drop_path_state(layer, state)
     return model
-
-
-def _batch_normalizations(model):
-    if isinstance(model, keras.layers.BatchNormalization):
-        return [model]
-    found = []
-    for layer in getattr(model, "layers", []):
-        found.extend(_batch_normalizations(layer))
-    return found
 
 
 def _drop_path_state(layer):
