@@ -6,6 +6,9 @@ ratios against one lone candidate measured in the same run.
     python benchmarks/throughput.py --jit-compile --mixed-precision
     KERAS_BACKEND=jax python benchmarks/throughput.py ...  # on a GPU machine
 
+TensorFlow is optional on JAX and PyTorch: without it the batches come from
+`keras_adanas.batches` and F (which needs a SavedModel) is skipped.
+
 Figures (images/s; every "step time" ratio is time per training step):
   A  one candidate alone (a Distiller of one 2@192 candidate, no members): the base
   B  two candidates of the same architecture in one step: B/A step time
@@ -44,14 +47,17 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_adanas import Architecture, Ensemble, MixtureWeights
 from keras_adanas.data import default_data_dir, load_images
 from keras_adanas.distillation import Distillation
 from keras_adanas.nasnet import NASNetA
 from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates
-from keras_adanas.serving import export_saved_model
+
+try:
+    import tensorflow as tf
+except ImportError:  # JAX or PyTorch alone
+    tf = None
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -112,9 +118,52 @@ def interleaved_step_times(runs, steps, repeats):
     ]
 
 
+def device_names():
+    """The backend's devices, e.g. `["cpu:0"]` or `["gpu:0"]`, lower case."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id}" for d in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        count = torch.cuda.device_count()
+        return [f"gpu:{i}" for i in range(count)] if count else ["cpu:0"]
+    return [d.name.lower().split("device:")[-1] for d in tf.config.list_logical_devices()]
+
+
 def mixed_precision_policy():
     """`mixed_float16` where a GPU is visible, else `mixed_bfloat16`."""
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    has_gpu = any(name.startswith("gpu") for name in device_names())
+    return "mixed_float16" if has_gpu else "mixed_bfloat16"
+
+
+class RepeatedBatches(keras.utils.PyDataset):
+    """The same in-memory batches over and over (G's baseline without
+    TensorFlow)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    @property
+    def num_batches(self):
+        return None  # endless, as `tf.data`'s `repeat()`
+
+    def __getitem__(self, index):
+        return self.batches[index % len(self.batches)]
+
+
+def in_memory_copy(live, count):
+    """The first `count` batches of the `live` pipeline, held in memory and
+    repeated, in the same kind of pipeline."""
+    if tf is None:
+        return RepeatedBatches([live[i] for i in range(count)])
+    batches = list(live.take(count))
+    return tf.data.Dataset.from_tensor_slices(
+        (tf.stack([x for x, _ in batches]), tf.stack([y for _, y in batches]))
+    ).repeat()
 
 
 def distiller(architectures, members=(), mixture="uniform", distillation="none", jit=False):
@@ -209,21 +258,29 @@ def _all_layers(model):
 
 
 def matmul_peak(size=2048, repeats=10):
-    """Measured float32 matmul FLOP/s (best of `repeats`)."""
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
-    product = tf.function(lambda: tf.matmul(a, b))
-    product().numpy()
+    """Measured float32 matmul FLOP/s (best of `repeats`), on the backend's
+    default device. Reading back one sum waits for the product without
+    timing a copy of it."""
+    a = keras.random.normal((size, size), seed=0)
+    b = keras.random.normal((size, size), seed=1)
+
+    def product():
+        return float(keras.ops.convert_to_numpy(keras.ops.sum(keras.ops.matmul(a, b))))
+
+    product()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        product().numpy()
+        product()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
 
 def inference_rates(members, images, batch_size, repeats, folder):
-    """(exported ensemble, members one by one) images/s on `images`."""
+    """(exported ensemble, members one by one) images/s on `images`. Needs
+    TensorFlow, for the SavedModel."""
+    from keras_adanas.serving import export_saved_model
+
     mixture = MixtureWeights("scalar", len(members), 10, name="mixture")
     ensemble = Ensemble(members, mixture, classes=list(range(10)))
     path = os.path.join(folder, "ensemble_savedmodel")
@@ -280,7 +337,7 @@ def main():
     live = train.training_dataset(batch, seed=0, epochs=1000, steps_per_epoch=steps + 1)
     results = {
         "backend": keras.backend.backend(),
-        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "devices": device_names(),
         "architecture": str(architecture),
         "batch_size": batch,
         "jit_compile": bool(args.jit_compile),
@@ -313,10 +370,7 @@ def main():
         results["E_keras_params"] = theirs.count_params()
         results["E_our_params"] = ours.count_params()
     if "G" in args.only:
-        batches = list(live.take(steps + 1))
-        in_memory = tf.data.Dataset.from_tensor_slices(
-            (tf.stack([x for x, _ in batches]), tf.stack([y for _, y in batches]))
-        ).repeat()
+        in_memory = in_memory_copy(live, steps + 1)
         runs["G_memory"] = (runs["A"][0], in_memory)  # A's model, the same batches
 
     timings = interleaved_step_times(list(runs.values()), steps, repeats)
@@ -337,7 +391,9 @@ def main():
         report("E_ours_over_keras", ratio, "NASNet-A cells, images/s (>= 1)")
     if "G_memory" in seconds:
         report("G_live_over_memory", seconds["G_memory"] / a, "input pipeline (>= 0.95)")
-    if "F" in args.only:
+    if "F" in args.only and tf is None:
+        print("F skipped: the exported SavedModel needs TensorFlow", flush=True)
+    elif "F" in args.only:
         os.makedirs(args.workdir, exist_ok=True)
         images = train.images[:1024].astype("float32")
         exported, one_by_one = inference_rates(members, images, 256, repeats, args.workdir)

@@ -705,9 +705,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         return loaded
 
     def _logits(self, loaded):
-        dataset = loaded.evaluation_dataset(PREDICT_BATCH_SIZE)
-        if loaded.labels is not None:
-            dataset = dataset.map(lambda x, y: x)
+        dataset = loaded.evaluation_dataset(PREDICT_BATCH_SIZE, with_labels=False)
         return np.asarray(self.ensemble_.predict(dataset, verbose=0), dtype="float64")
 
     def _check_fitted(self):

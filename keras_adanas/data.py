@@ -8,7 +8,9 @@ folder of images in class subfolders, the names `"cifar10"`, `"cifar100"`,
 
 Images stay raw: uint8 or float32 pixels in [0, 255]. Scaling to [-1, 1]
 happens inside the model, so a saved model takes raw images. This module is the
-one place that builds `tf.data` pipelines; it works under every Keras backend.
+one place that builds `tf.data` pipelines; they work under every Keras backend.
+Where TensorFlow is not installed (JAX or PyTorch alone), the same methods
+return `keras.utils.PyDataset`s from `keras_adanas.batches` instead.
 """
 
 import dataclasses
@@ -18,14 +20,12 @@ import os
 import keras
 import numpy as np
 
+from keras_adanas.batches import EvaluationBatches, TrainingBatches
+
 try:
     import tensorflow as tf
-except ImportError as error:  # pragma: no cover - depends on the install
-    raise ImportError(
-        "keras_adanas needs TensorFlow for its tf.data input pipeline. Install "
-        'it with `pip install "keras-adanas[cpu]"` (CPU) or '
-        '`pip install "keras-adanas[gpu]"` (NVIDIA GPU).'
-    ) from error
+except ImportError:  # JAX or PyTorch alone: `keras_adanas.batches` serves the data.
+    tf = None
 
 KERAS_DATASETS = {
     "cifar10": 10,
@@ -92,6 +92,10 @@ class LabeledImages:
         `initial_epoch` yields exactly what the full one yields from there, so
         an interrupted training resumes on the same batches.
 
+        Without TensorFlow it returns a `keras_adanas.batches.TrainingBatches`
+        (a `keras.utils.PyDataset`) with the same guarantees, drawn with NumPy:
+        the same seed gives other images than with TensorFlow.
+
         Args:
             batch_size: int, examples per batch.
             augment: bool, whether to apply `CIFARAugmentation` (pad and random
@@ -107,7 +111,8 @@ class LabeledImages:
                 augmentation.
 
         Returns:
-            A `tf.data.Dataset`.
+            A `tf.data.Dataset`, or a `keras.utils.PyDataset` without
+            TensorFlow.
         """
         batch_size = _validate_batch_size(batch_size)
         if self.labels is None:
@@ -117,9 +122,22 @@ class LabeledImages:
                 raise ValueError(f"`{name}` must be an int >= 0. Received: {name}={value!r}")
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
+        augmentation = CIFARAugmentation(self.image_shape) if augment else None
+        if tf is None:
+            return TrainingBatches(
+                self.images,
+                self.labels,
+                batch_size,
+                augmentation=augmentation,
+                shuffle=shuffle,
+                epochs=None if epochs is None else int(epochs),
+                initial_epoch=int(initial_epoch),
+                steps_per_epoch=None if steps_per_epoch is None else int(steps_per_epoch),
+                drop_remainder=drop_remainder,
+                seed=seed,
+            )
         images, labels = tf.constant(self.images), tf.constant(self.labels)
         count = len(self)
-        augmentation = CIFARAugmentation(self.image_shape) if augment else None
         base_seed = tf.constant([int(seed), 0], dtype=tf.int64)
 
         def one_epoch(epoch):
@@ -153,14 +171,24 @@ class LabeledImages:
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(total))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
-    def evaluation_dataset(self, batch_size):
-        """Returns batches without augmentation, in order.
+    def evaluation_dataset(self, batch_size, *, with_labels=True):
+        """Returns batches without augmentation, in order, for `predict` or
+        `evaluate`: a prefetched `tf.data.Dataset`, or a `keras.utils.PyDataset`
+        where TensorFlow is not installed.
 
-        Elements are `(images, labels)`, or `images` alone when there are no
-        labels.
+        Args:
+            batch_size: int, examples per batch.
+            with_labels: bool; elements are `(images, labels)` when True and
+                there are labels, else `images` alone. Images are float32.
+
+        Returns:
+            A `tf.data.Dataset`, or a `keras_adanas.batches.EvaluationBatches`.
         """
         batch_size = _validate_batch_size(batch_size)
-        if self.labels is None:
+        labels = self.labels if with_labels else None
+        if tf is None:
+            return EvaluationBatches(self.images, labels, batch_size)
+        if labels is None:
             dataset = tf.data.Dataset.from_tensor_slices(self.images).map(
                 lambda x: tf.cast(x, "float32")
             )
@@ -273,6 +301,67 @@ class CIFARAugmentation:
         images = self.flip(images, flip_seed)
         return self.cutout(images, cutout_seed)
 
+    def augment_array(self, images, rng):
+        """The same augmentation in NumPy, for the pipeline without TensorFlow
+        (`keras_adanas.batches`): the same distribution, other draws.
+
+        Args:
+            images: float array `(H, W, C)` or `(B, H, W, C)` in [0, 255].
+            rng: a `numpy.random.Generator`, the source of every draw.
+
+        Returns:
+            A new float32 array of the same shape.
+
+        Example:
+
+        >>> augmentation = CIFARAugmentation((32, 32, 3))
+        >>> batch = augmentation.augment_array(
+        ...     np.zeros((8, 32, 32, 3)), np.random.default_rng(0))
+        """
+        images = np.asarray(images, dtype="float32")
+        single = images.ndim == 3
+        batch = images[None] if single else images
+        count = batch.shape[0]
+        height, width, _ = self.image_shape
+        size = self.cutout_size
+        offsets = rng.integers(0, 2 * self.padding + 1, size=(count, 2))
+        flips = rng.random(count) < 0.5
+        corners = np.stack(
+            [rng.integers(0, height - size + 1, count), rng.integers(0, width - size + 1, count)],
+            axis=1,
+        )
+        augmented = self.transform_array(batch, offsets, flips, corners)
+        return augmented[0] if single else augmented
+
+    def transform_array(self, images, offsets, flips, corners):
+        """Crops, flips and erases a batch as given, in NumPy.
+
+        Args:
+            images: float32 array `(B, H, W, C)`.
+            offsets: int array `(B, 2)`, each crop's top-left corner in the
+                padded image, in `[0, 2 * padding]`.
+            flips: bool array `(B,)`, whether to flip each crop horizontally.
+            corners: int array `(B, 2)`, each erased square's top-left corner.
+
+        Returns:
+            A new float32 array `(B, H, W, C)`.
+        """
+        height, width, _ = self.image_shape
+        p, size = self.padding, self.cutout_size
+        padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
+        rows = offsets[:, :1] + np.arange(height)[None, :]
+        cols = offsets[:, 1:] + np.arange(width)[None, :]
+        # Flipping the crop reads its columns right to left.
+        cols = np.where(flips[:, None], cols[:, ::-1], cols)
+        batch = np.arange(len(images))[:, None, None]
+        augmented = padded[batch, rows[:, :, None], cols[:, None, :]]
+        row, col = np.arange(height)[None, :], np.arange(width)[None, :]
+        top, left = corners[:, :1], corners[:, 1:]
+        row_inside = (row >= top) & (row < top + size)
+        col_inside = (col >= left) & (col < left + size)
+        augmented[row_inside[:, :, None] & col_inside[:, None, :]] = 127.5
+        return augmented
+
 
 def _as_batch(images):
     """`(batch, single)`: `images` with a batch axis, and whether it had none."""
@@ -312,7 +401,7 @@ def load_images(source, y=None, *, split="train", classes=None):
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
     class_names = None
-    if isinstance(source, tf.data.Dataset):
+    if tf is not None and isinstance(source, tf.data.Dataset):
         _require_no_y(y, "a tf.data.Dataset")
         x, y = _read_dataset(source)
     elif isinstance(source, (str, os.PathLike)):

@@ -85,7 +85,7 @@ def iteration_errors(classifier, data, y=None):
     loaded = load_images(data, y, split="test", classes=list(classifier.classes_))
     if loaded.labels is None:
         raise ValueError("`iteration_errors` needs labelled data. Received: no labels")
-    dataset = loaded.evaluation_dataset(256).map(lambda images, labels: images)
+    dataset = loaded.evaluation_dataset(256, with_labels=False)
     member_logits = [
         np.asarray(member.predict(dataset, verbose=0), dtype="float64")
         for member in classifier.ensemble_.members

@@ -1,7 +1,16 @@
 """Export of a fitted ensemble as a TensorFlow SavedModel."""
 
 import keras
-import tensorflow as tf
+
+try:
+    import tensorflow as tf
+except ImportError as error:
+    raise ImportError(
+        "Exporting a SavedModel needs TensorFlow, which is not installed. Install "
+        'it with `pip install "keras-adanas[cpu]"` (CPU) or `pip install '
+        '"keras-adanas[gpu]"` (NVIDIA GPU). `AdaNASClassifier.save` writes a '
+        ".keras file without it."
+    ) from error
 
 from keras_adanas.io_utils import write_directory_atomically
 
