@@ -100,11 +100,14 @@ def test_a_strategy_on_another_backend_is_refused(monkeypatch):
 
 @pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="for the other backends")
 def test_strategies_on_jax_or_torch():
-    import tensorflow as tf
-
     assert resolve_strategy("auto") is None and resolve_strategy("default") is None
     with pytest.raises(ValueError, match="needs the TensorFlow backend"):
         resolve_strategy("mirrored")
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow", reason="for the other backends")
+def test_tf_strategy_objects_are_refused_on_jax_or_torch():
+    tf = pytest.importorskip("tensorflow")
     with pytest.raises(ValueError, match="A tf.distribute strategy needs the TensorFlow backend"):
         resolve_strategy(tf.distribute.get_strategy())
 
