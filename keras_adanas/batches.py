@@ -2,10 +2,11 @@
 served by `keras.utils.PyDataset`.
 
 `LabeledImages.training_dataset` and `evaluation_dataset` build `tf.data`
-pipelines when TensorFlow is importable, on every backend. A JAX or PyTorch
-install without TensorFlow gets these instead: the same batches in the same
-order rules (each epoch its own shuffle, each batch its own augmentation,
-both functions of `(seed, epoch, batch position)` alone), drawn with NumPy.
+pipelines when TensorFlow is importable, on every backend. A JAX install
+without TensorFlow gets these instead (PyTorch should too; it is untried):
+the same batches under the same rules (each epoch its own shuffle, each batch
+its own augmentation, both functions of `(seed, epoch, batch position)`
+alone), drawn with NumPy.
 The random streams differ from TensorFlow's, so a seeded run gives other
 images with TensorFlow than without it, from the same distribution.
 
@@ -29,6 +30,11 @@ class TrainingBatches(keras.utils.PyDataset):
     in a row, as the `tf.data` pipeline does, so Keras' `fit` with
     `steps_per_epoch` reads each epoch's batches in turn. Build it with
     `LabeledImages.training_dataset`, which validates the arguments.
+
+    Pass `shuffle=False` to `fit`, as the search does: Keras' default
+    `shuffle=True` reorders a `PyDataset`'s batches across all its epochs
+    (it leaves a `tf.data.Dataset` alone), and these batches are shuffled
+    already.
 
     Args:
         images: array `(N, H, W, C)`, uint8 or float32 pixels in [0, 255].

@@ -9,7 +9,7 @@ folder of images in class subfolders, the names `"cifar10"`, `"cifar100"`,
 Images stay raw: uint8 or float32 pixels in [0, 255]. Scaling to [-1, 1]
 happens inside the model, so a saved model takes raw images. This module is the
 one place that builds `tf.data` pipelines; they work under every Keras backend.
-Where TensorFlow is not installed (JAX or PyTorch alone), the same methods
+Where TensorFlow is not installed (a JAX install without it), the same methods
 return `keras.utils.PyDataset`s from `keras_adanas.batches` instead.
 """
 
@@ -24,7 +24,7 @@ from keras_adanas.batches import EvaluationBatches, TrainingBatches
 
 try:
     import tensorflow as tf
-except ImportError:  # JAX or PyTorch alone: `keras_adanas.batches` serves the data.
+except ImportError:  # JAX without TensorFlow: `keras_adanas.batches` serves the data.
     tf = None
 
 KERAS_DATASETS = {
@@ -217,6 +217,9 @@ class CIFARAugmentation:
     a parallel `tf.data` map consumes in no fixed order: seeded runs would then
     see different images, and a resumed training other images than the
     uninterrupted one.
+
+    `augment_array` is the same augmentation in NumPy, for the input pipeline
+    where TensorFlow is not installed.
 
     Args:
         image_shape: `(height, width, channels)`.
