@@ -100,13 +100,13 @@ class TrainingBatches(keras.utils.PyDataset):
         epoch += self.initial_epoch
         start = position * self.batch_size
         indices = self.epoch_order(epoch)[start : start + self.batch_size]
-        images = self.images[indices].astype("float32")
-        if self.augmentation is not None:
-            # The trailing 1 keeps position 0's entropy apart from the epoch
-            # order's: NumPy's SeedSequence may mix `[s, e, 0]` as `[s, e]`.
-            rng = np.random.default_rng([self.seed, epoch, position, 1])
-            images = self.augmentation.augment_array(images, rng)
-        return images, self.labels[indices]
+        images = self.images[indices]
+        if self.augmentation is None:
+            return images.astype("float32"), self.labels[indices]
+        # The trailing 1 keeps position 0's entropy apart from the epoch
+        # order's: NumPy's SeedSequence may mix `[s, e, 0]` as `[s, e]`.
+        rng = np.random.default_rng([self.seed, epoch, position, 1])
+        return self.augmentation.augment_array(images, rng), self.labels[indices]
 
 
 class EvaluationBatches(keras.utils.PyDataset):

@@ -309,7 +309,8 @@ class CIFARAugmentation:
         (`keras_adanas.batches`): the same distribution, other draws.
 
         Args:
-            images: float array `(H, W, C)` or `(B, H, W, C)` in [0, 255].
+            images: array `(H, W, C)` or `(B, H, W, C)`, uint8 or float, in
+                [0, 255].
             rng: a `numpy.random.Generator`, the source of every draw.
 
         Returns:
@@ -321,7 +322,7 @@ class CIFARAugmentation:
         >>> batch = augmentation.augment_array(
         ...     np.zeros((8, 32, 32, 3)), np.random.default_rng(0))
         """
-        images = np.asarray(images, dtype="float32")
+        images = np.asarray(images)
         single = images.ndim == 3
         batch = images[None] if single else images
         count = batch.shape[0]
@@ -340,7 +341,7 @@ class CIFARAugmentation:
         """Crops, flips and erases a batch as given, in NumPy.
 
         Args:
-            images: float32 array `(B, H, W, C)`.
+            images: array `(B, H, W, C)`, uint8 or float, in [0, 255].
             offsets: int array `(B, 2)`, each crop's top-left corner in the
                 padded image, in `[0, 2 * padding]`.
             flips: bool array `(B,)`, whether to flip each crop horizontally.
@@ -352,17 +353,15 @@ class CIFARAugmentation:
         height, width, _ = self.image_shape
         p, size = self.padding, self.cutout_size
         padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-        rows = offsets[:, :1] + np.arange(height)[None, :]
-        cols = offsets[:, 1:] + np.arange(width)[None, :]
-        # Flipping the crop reads its columns right to left.
-        cols = np.where(flips[:, None], cols[:, ::-1], cols)
-        batch = np.arange(len(images))[:, None, None]
-        augmented = padded[batch, rows[:, :, None], cols[:, None, :]]
-        row, col = np.arange(height)[None, :], np.arange(width)[None, :]
-        top, left = corners[:, :1], corners[:, 1:]
-        row_inside = (row >= top) & (row < top + size)
-        col_inside = (col >= left) & (col < left + size)
-        augmented[row_inside[:, :, None] & col_inside[:, None, :]] = 127.5
+        augmented = np.empty(images.shape, "float32")
+        # One slice per image: 3 to 5 times faster than one fancy-indexed
+        # gather of the batch (0.15 against 0.5 ms for 32 CIFAR images).
+        for i, ((top, left), flip, (cut_top, cut_left)) in enumerate(
+            zip(offsets, flips, corners, strict=True)
+        ):
+            crop = padded[i, top : top + height, left : left + width]
+            augmented[i] = crop[:, ::-1] if flip else crop
+            augmented[i, cut_top : cut_top + size, cut_left : cut_left + size] = 127.5
         return augmented
 
 
