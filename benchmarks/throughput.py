@@ -6,7 +6,7 @@ ratios against one lone candidate measured in the same run.
     python benchmarks/throughput.py --jit-compile --mixed-precision
     KERAS_BACKEND=jax python benchmarks/throughput.py ...  # on a GPU machine
 
-TensorFlow is optional on JAX and PyTorch: without it the batches come from
+TensorFlow is optional on JAX: without it the batches come from
 `keras_adanas.batches` and F (which needs a SavedModel) is skipped.
 
 Figures (images/s; every "step time" ratio is time per training step):
@@ -56,7 +56,7 @@ from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates
 
 try:
     import tensorflow as tf
-except ImportError:  # JAX or PyTorch alone
+except ImportError:  # JAX without TensorFlow
     tf = None
 
 

@@ -10,9 +10,9 @@ alone), drawn with NumPy.
 The random streams differ from TensorFlow's, so a seeded run gives other
 images with TensorFlow than without it, from the same distribution.
 
-Every batch is a function of its index, so Keras may fetch them in any order
-and a resumed training gets exactly the batches the uninterrupted one would
-have had from there.
+Every batch is a function of its index alone: Keras' peeks at the first
+batches change nothing, and a resumed training gets exactly the batches the
+uninterrupted one would have had from there.
 """
 
 import math
