@@ -148,7 +148,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, MemoryError) as error:
+    except (ValueError, TypeError, FileNotFoundError, MemoryError, ImportError) as error:
         print(f"keras-adanas {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -194,7 +194,17 @@ def test_search_predict_and_save_on_jax_without_tensorflow(cifar10_path, tmp_pat
             export_error = None
         except ImportError as error:
             export_error = str(error)
+        import contextlib, io
+        from keras_adanas.cli import main
+
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            cli_code = main(
+                ["export", {str(tmp_path / "model.keras")!r}, {str(tmp_path / "cli")!r}]
+            )
         print(json.dumps({{
+            "cli_code": cli_code,
+            "cli_error": stderr.getvalue(),
             "tensorflow_loaded": any(m.split(".")[0] == "tensorflow" for m in sys.modules),
             "pipeline": type(data.training_dataset(32)).__name__,
             "members": len(classifier.ensemble_.members),
@@ -222,3 +232,6 @@ def test_search_predict_and_save_on_jax_without_tensorflow(cifar10_path, tmp_pat
     assert result["max_load_difference"] == 0.0
     assert "needs TensorFlow" in result["export_error"]
     assert not os.path.exists(tmp_path / "saved_model")
+    assert result["cli_code"] == 2
+    assert result["cli_error"].startswith("keras-adanas export: error: Exporting a SavedModel")
+    assert not os.path.exists(tmp_path / "cli")
