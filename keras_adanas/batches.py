@@ -44,8 +44,8 @@ class TrainingBatches(keras.utils.PyDataset):
         shuffle: bool, whether each epoch has its own order.
         epochs: int, or None to repeat forever.
         initial_epoch: int, the first epoch served.
-        steps_per_epoch: int or None, the batches taken from each epoch.
-        drop_remainder: bool, whether to drop each epoch's smaller last batch.
+        batches_per_epoch: int, the batches taken from each epoch: at most
+            one pass, the smaller last batch counting unless it is dropped.
         seed: int, the seed of the orders and the augmentation.
     """
 
@@ -59,8 +59,7 @@ class TrainingBatches(keras.utils.PyDataset):
         shuffle,
         epochs,
         initial_epoch,
-        steps_per_epoch,
-        drop_remainder,
+        batches_per_epoch,
         seed,
     ):
         # One worker: batches are made in the thread that runs `fit`. They
@@ -73,9 +72,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.epochs, self.initial_epoch = epochs, initial_epoch
         self.seed = int(seed) & _SEED_MASK
-        count = len(images)
-        per_pass = count // batch_size if drop_remainder else math.ceil(count / batch_size)
-        self.per_epoch = per_pass if steps_per_epoch is None else min(per_pass, steps_per_epoch)
+        self.per_epoch = batches_per_epoch
         self._order_epoch, self._order = None, None
 
     @property

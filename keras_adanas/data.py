@@ -123,6 +123,10 @@ class LabeledImages:
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
         augmentation = CIFARAugmentation(self.image_shape) if augment else None
+        count = len(self)
+        per_epoch = count // batch_size if drop_remainder else math.ceil(count / batch_size)
+        if steps_per_epoch is not None:
+            per_epoch = min(per_epoch, int(steps_per_epoch))
         if tf is None:
             return TrainingBatches(
                 self.images,
@@ -132,12 +136,10 @@ class LabeledImages:
                 shuffle=shuffle,
                 epochs=None if epochs is None else int(epochs),
                 initial_epoch=int(initial_epoch),
-                steps_per_epoch=None if steps_per_epoch is None else int(steps_per_epoch),
-                drop_remainder=drop_remainder,
+                batches_per_epoch=per_epoch,
                 seed=seed,
             )
         images, labels = tf.constant(self.images), tf.constant(self.labels)
-        count = len(self)
         base_seed = tf.constant([int(seed), 0], dtype=tf.int64)
 
         def one_epoch(epoch):
@@ -164,9 +166,6 @@ class LabeledImages:
         if epochs is not None:
             # `flat_map` hides the length, which Keras' `fit` needs to iterate
             # a finite dataset once per epoch.
-            per_epoch = count // batch_size if drop_remainder else math.ceil(count / batch_size)
-            if steps_per_epoch is not None:
-                per_epoch = min(per_epoch, int(steps_per_epoch))
             total = max(0, int(epochs) - int(initial_epoch)) * per_epoch
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(total))
         return dataset.prefetch(tf.data.AUTOTUNE)
