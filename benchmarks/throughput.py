@@ -3,8 +3,9 @@ ratios against one lone candidate measured in the same run.
 
     python benchmarks/throughput.py --data ../shared/data/cifar10-dev.npz
     python benchmarks/throughput.py --architecture 1@96 --repeats 3  # quicker
-    python benchmarks/throughput.py --jit-compile --mixed-precision
+    python benchmarks/throughput.py --jit-compile true --mixed-precision
     KERAS_BACKEND=jax python benchmarks/throughput.py ...  # on a GPU machine
+    bash benchmarks/device_check.sh  # every GPU figure in one device call
 
 TensorFlow is optional on JAX: without it the batches come from
 `keras_adanas.batches` and F (which needs a SavedModel) is skipped.
@@ -35,8 +36,11 @@ machine's measured float32 matmul peak.
 Every configuration first trains a warm-up epoch (tracing and compilation);
 then they take turns, `--repeats` rounds of one timed `fit` of `--steps` steps
 each, and each figure quotes its median round. Taking turns keeps the ratios
-honest when the machine's speed drifts during the run. `--jit-compile` turns
-XLA on and `--mixed-precision` the mixed policy, for every configuration.
+honest when the machine's speed drifts during the run. `--jit-compile` is
+Keras' `jit_compile` for every configuration: `auto` (the default) is XLA on
+JAX and on a TensorFlow GPU, none on a TensorFlow CPU, as in `fit`; without
+XLA, JAX would run every step op by op. `--mixed-precision` sets the mixed
+policy for every configuration.
 """
 
 import argparse
@@ -166,7 +170,7 @@ def in_memory_copy(live, count):
     ).repeat()
 
 
-def distiller(architectures, members=(), mixture="uniform", distillation="none", jit=False):
+def distiller(architectures, members=(), mixture="uniform", distillation="none", jit="auto"):
     candidates = build_candidates(architectures, 10, (32, 32, 3), len(members) + 1, seed=0)
     previous = None
     if members:
@@ -319,7 +323,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds")
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--only", default="ABCDEFG", help="figures to measure, e.g. 'AB'")
-    parser.add_argument("--jit-compile", action="store_true", help="XLA for every step")
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="Keras' jit_compile for every step (auto: XLA on JAX and TF GPUs)",
+    )
     parser.add_argument(
         "--mixed-precision",
         action="store_true",
@@ -340,7 +349,6 @@ def main():
         "devices": device_names(),
         "architecture": str(architecture),
         "batch_size": batch,
-        "jit_compile": bool(args.jit_compile),
         "dtype_policy": keras.mixed_precision.global_policy().name,
     }
 
@@ -348,8 +356,9 @@ def main():
         results[name] = value
         print(f"{name:<28} {value:>10.3f}  {text}", flush=True)
 
-    jit = bool(args.jit_compile)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     runs = {"A": (distiller([architecture], jit=jit), live)}
+    results["jit_compile"] = bool(runs["A"][0].jit_compile)  # "auto" resolved
     if "B" in args.only:
         runs["B"] = (distiller([architecture] * 2, jit=jit), live)
     members = frozen_members(architecture, 3)
