@@ -60,13 +60,15 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
     No gradient flows into the teacher.
 
     Args:
-        teacher_logits: tensor `(batch, classes)`.
-        student_logits: tensor `(batch, classes)`.
+        teacher_logits: tensor or array `(batch, classes)`.
+        student_logits: tensor or array `(batch, classes)`.
         temperature: float, `T`.
 
     Returns:
         A scalar tensor.
     """
+    # PyTorch's stop_gradient takes tensors only, not NumPy arrays.
+    teacher_logits = ops.convert_to_tensor(teacher_logits)
     targets = ops.softmax(ops.stop_gradient(teacher_logits) / temperature, axis=-1)
     log_probs = ops.log_softmax(student_logits / temperature, axis=-1)
     return ops.mean(-ops.sum(targets * log_probs, axis=-1))

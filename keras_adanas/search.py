@@ -97,7 +97,7 @@ class GroupedClippingSGD(keras.optimizers.SGD):
             norm = ops.sqrt(ops.sum(ops.stack(squared)))
             scale = self.group_clipnorm / ops.maximum(norm, self.group_clipnorm)
             for i in indices:
-                grads[i] = grads[i] * ops.cast(scale, grads[i].dtype)
+                grads[i] = ops.multiply(grads[i], ops.cast(scale, grads[i].dtype))
         return grads
 
     def get_config(self):

@@ -31,6 +31,21 @@ def test_keep_probability_follows_the_schedule(step, cell_index):
     assert float(keras.ops.convert_to_numpy(layer.step)) == step + 1
 
 
+@pytest.mark.parametrize("dtype", ["mixed_float16", "mixed_bfloat16"])
+def test_the_schedule_counts_in_float32_under_a_mixed_policy(dtype):
+    """A half-precision read of the counter would stall it at 2048 (256 in
+    bfloat16): 2048 + 1 rounds back to 2048."""
+    layer = DropPath(cell_index=0, num_cells=6, total_steps=40_000, seed=0, dtype=dtype)
+    inputs = np.ones((2, 1, 1, 1), "float32")
+    layer(inputs)
+    set_drop_path_schedule(layer, total_steps=40_000, step=2048)
+    for _ in range(3):
+        outputs = layer(inputs, training=True)
+    assert keras.backend.standardize_dtype(outputs.dtype) == dtype.removeprefix("mixed_")
+    assert float(keras.ops.convert_to_numpy(layer.step)) == 2051
+    assert float(keras.ops.convert_to_numpy(layer.total_steps)) == 40_000
+
+
 def test_identity_at_inference():
     layer = DropPath(cell_index=5, num_cells=6, total_steps=10, seed=0)
     inputs = np.random.default_rng(0).normal(size=(64, 2, 2, 3)).astype("float32")

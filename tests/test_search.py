@@ -22,15 +22,18 @@ def test_per_candidate_clipping():
     b = keras.Variable(np.zeros(3, "float32"))
     grad_a = np.full(4, 500.0, "float32")  # norm 1000
     grad_b = np.array([1.0, 2.0, 2.0], "float32")  # norm 3, under the clip norm
+    # Gradients as the backend computes them: tensors (Keras' own optimizers
+    # take no NumPy gradients on PyTorch).
+    grads = [keras.ops.convert_to_tensor(g) for g in (grad_a, grad_b)]
     grouped = GroupedClippingSGD([[a], [b]], group_clipnorm=5.0, learning_rate=1.0)
-    grouped.apply([grad_a, grad_b], [a, b])
+    grouped.apply(grads, [a, b])
     # B moves by its whole gradient; A by its gradient clipped to norm 5.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(b), -grad_b, rtol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(keras.ops.convert_to_numpy(a)), 5.0, rtol=1e-5)
 
     # Keras' global clipping would have shrunk B's update too: what we avoid.
     a2, b2 = keras.Variable(np.zeros(4, "float32")), keras.Variable(np.zeros(3, "float32"))
-    keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=5.0).apply([grad_a, grad_b], [a2, b2])
+    keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=5.0).apply(grads, [a2, b2])
     assert np.linalg.norm(keras.ops.convert_to_numpy(b2)) < 0.1
 
 

@@ -85,10 +85,14 @@ class DropPath(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
+        # `autocast=False`: under a mixed policy, a counter read as float16
+        # stops at 2048 (2048 + 1 rounds back to 2048), and PyTorch's assign
+        # writes into the float16 copy, so the step would not move at all.
         self.step = self.add_weight(
             shape=(),
             initializer="zeros",
             trainable=False,
+            autocast=False,
             name="step",
             aggregation="only_first_replica",
         )
@@ -96,6 +100,7 @@ class DropPath(keras.layers.Layer):
             shape=(),
             initializer=keras.initializers.Constant(self.initial_total_steps),
             trainable=False,
+            autocast=False,
             name="total_steps",
             aggregation="only_first_replica",
         )
