@@ -286,6 +286,15 @@ class Distiller(keras.Model):
             logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
         return logs
 
+    def zero_grad(self, set_to_none=True):
+        # PyTorch only: Keras' torch trainer calls `torch.nn.Module.zero_grad`
+        # before each backward pass, which clears the parameters Keras
+        # registered, keyed by variable path. The candidates' paths repeat
+        # (each has a `stem_conv/kernel`), so all but one candidate's
+        # gradients would add up from step to step; clear every variable's.
+        for variable in self.trainable_variables:
+            variable.value.grad = None
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras' TF trainer calls this before fit/evaluate/predict under a
         # strategy. Its own version reduces a first input batch across the

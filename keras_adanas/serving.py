@@ -1,4 +1,15 @@
-"""Export of a fitted ensemble as a TensorFlow SavedModel."""
+"""Export of a fitted ensemble as a TensorFlow SavedModel.
+
+    python -m keras_adanas.serving MODEL.keras SAVED_MODEL_DIR
+
+exports a saved ensemble; `export_saved_model` runs this under the TensorFlow
+backend when the ensemble was trained on PyTorch.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
 
 import keras
 
@@ -36,6 +47,9 @@ def export_saved_model(ensemble, path):
         ensemble: an `Ensemble` (images -> logits).
         path: str, the folder to write; an existing one is replaced.
     """
+    if keras.backend.backend() == "torch":
+        _export_under_tensorflow(ensemble, path)
+        return
     model = probabilities_model(ensemble)
     spec = (None, *ensemble.input_shape[1:])
 
@@ -55,3 +69,41 @@ def export_saved_model(ensemble, path):
         archive.write_out(folder, verbose=False)
 
     write_directory_atomically(write, path)
+
+
+def _export_under_tensorflow(ensemble, path):
+    """Exports a PyTorch-backend ensemble from a TensorFlow-backend process.
+
+    Keras exports a PyTorch model through torch_xla's StableHLO, which needs a
+    torch_xla built for the installed torch (PyPI's newest, 2.9, predates the
+    torch 2.13 tried here). A `.keras` file is the same on every
+    backend, so the ensemble is saved to one and exported by
+    `python -m keras_adanas.serving` with `KERAS_BACKEND=tensorflow`.
+    """
+    with tempfile.TemporaryDirectory(prefix="keras-adanas-export-") as folder:
+        saved = os.path.join(folder, "ensemble.keras")
+        ensemble.save(saved)
+        command = [sys.executable, "-m", "keras_adanas.serving", saved, os.path.abspath(path)]
+        environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(
+            "Exporting the SavedModel under the TensorFlow backend failed "
+            f"(exit status {result.returncode}):\n{result.stderr[-3000:]}"
+        )
+
+
+def _main(argv):
+    if len(argv) != 2:
+        print(
+            "usage: python -m keras_adanas.serving ENSEMBLE.keras SAVED_MODEL_DIR", file=sys.stderr
+        )
+        return 2
+    import keras_adanas  # noqa: F401  (registers the layers the file names)
+
+    export_saved_model(keras.saving.load_model(argv[0]), argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -59,4 +60,7 @@ def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
     assert main(["export", project, saved_model]) == 0
     model = tf.saved_model.load(saved_model)
     served = model.serve(np.load(small_npz)["x_test"])
-    np.testing.assert_allclose(served.numpy(), clf.predict_proba(small_npz), atol=1e-5)
+    # The SavedModel computes with TensorFlow's kernels: in bfloat16 (8
+    # significant bits) another backend's kernels round differently.
+    tolerance = 1e-5 if keras.backend.backend() == "tensorflow" else 1e-2
+    np.testing.assert_allclose(served.numpy(), clf.predict_proba(small_npz), atol=tolerance)

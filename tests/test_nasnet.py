@@ -192,6 +192,30 @@ def test_factorized_reduction_reads_even_and_odd_pixels(size):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("size, strides", [(8, 2), (7, 2), (6, 1)])
+def test_average_pooling_leaves_the_padding_out_on_every_backend(size, strides):
+    """TensorFlow's "same" average: zero padding split as (total // 2, rest),
+    each window's sum divided by its count of real pixels. Keras' PyTorch
+    backend repeats the edge instead where the padding is uneven."""
+    from keras_adanas.nasnet.ops import PaddingExcludedAveragePooling2D
+
+    x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
+    out = -(-size // strides)
+    total = max((out - 1) * strides + 3 - size, 0)
+    pads = ((0, 0), (total // 2, total - total // 2), (total // 2, total - total // 2), (0, 0))
+    padded, real = np.pad(x, pads), np.pad(np.ones_like(x), pads)
+    expected = np.zeros((2, out, out, 3), "float32")
+    for i in range(out):
+        for j in range(out):
+            window = np.s_[:, i * strides : i * strides + 3, j * strides : j * strides + 3]
+            expected[:, i, j] = padded[window].sum((1, 2)) / real[window].sum((1, 2))
+    pool = PaddingExcludedAveragePooling2D(3, strides=strides, padding="same")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(pool(x)), expected, rtol=1e-5, atol=1e-6)
+    # Reduction cells average with it (saved as its own registered class).
+    model = NASNetA("1@24", 10)
+    assert isinstance(model.get_layer("reduction_cell_0_comb_2_left_avg3_pool"), type(pool))
+
+
 def test_auxiliary_whole_map_conv_is_the_reference_convolution():
     from keras_adanas.nasnet.ops import LayerFactory
 

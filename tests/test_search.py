@@ -140,6 +140,38 @@ def test_one_clipping_group_per_candidate_and_per_learned_mixture():
     assert set(ids) == {id(v) for v in distiller.trainable_variables}  # members frozen
 
 
+def test_two_identical_candidates_train_identically():
+    """Each candidate's step uses this step's gradient alone. (On PyTorch,
+    Keras keys a model's parameters by variable path, and the candidates'
+    paths repeat: `zero_grad` missed all but one candidate, whose gradients
+    then added up from step to step.)"""
+    candidates = [NASNetA("1@24", 3, (12, 12, 3), seed=2, name=f"c{j}") for j in (0, 1)]
+    candidates[1].set_weights(candidates[0].get_weights())
+    distiller = Distiller(candidates, mixture_kind="scalar")
+    optimizer = GroupedClippingSGD(distiller.variable_groups(), learning_rate=0.1, momentum=0.9)
+    # Two steps: tracing them costs more than running them eagerly, except on
+    # JAX, whose eager mode dispatches op by op.
+    distiller.compile(optimizer=optimizer, run_eagerly=keras.backend.backend() != "jax")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(8, 12, 12, 3)).astype("float32")
+    labels = rng.integers(0, 3, size=8)
+    before = [keras.ops.convert_to_numpy(v) for v in candidates[0].trainable_variables]
+    distiller.fit(images, labels, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    pairs = zip(candidates[0].trainable_variables, candidates[1].trainable_variables, strict=True)
+    for first, second in pairs:
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(second),
+            keras.ops.convert_to_numpy(first),
+            rtol=1e-5,
+            atol=1e-7,
+            err_msg=first.path,
+        )
+    assert any(
+        not np.array_equal(keras.ops.convert_to_numpy(v), b)
+        for v, b in zip(candidates[0].trainable_variables, before, strict=True)
+    )
+
+
 def test_trains_under_a_mixed_precision_policy():
     # The benchmark's `--mixed-precision`: a global policy. The networks
     # compute in bfloat16; their logits layers, and so the losses with the

@@ -3,6 +3,7 @@
 import keras
 
 from keras_adanas.nasnet.ops import (
+    PaddingExcludedAveragePooling2D,
     apply_factorized_reduction,
     apply_relu_conv_bn,
     apply_separable_stack,
@@ -58,7 +59,7 @@ def apply_op(x, op, factory, filters, strides, cell_index, name):
         kernel = int(op[3:])
         x = apply_separable_stack(x, factory, filters, kernel, strides, name=name)
     elif op in ("avg3", "max3"):
-        pool = keras.layers.AveragePooling2D if op == "avg3" else keras.layers.MaxPooling2D
+        pool = PaddingExcludedAveragePooling2D if op == "avg3" else keras.layers.MaxPooling2D
         x = factory.layer(pool, 3, strides=strides, padding="same", name=f"{name}_pool")(x)
         if _channels(x) != filters:
             x = apply_relu_conv_bn(x, factory, filters, name=f"{name}_fix", relu=False)

@@ -355,6 +355,51 @@ class DiagonalShift(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package="keras_adanas")
+class PaddingExcludedAveragePooling2D(keras.layers.AveragePooling2D):
+    """`AveragePooling2D` whose `"same"` windows average real pixels only, on
+    every backend.
+
+    TensorFlow and JAX leave the padding out of each window's mean. Keras'
+    PyTorch backend does too where the padding is even, but pads an uneven
+    one (a 3x3 window with stride 2 on an even size: none before, one after)
+    by repeating the edge, and counts the repeats: the last row and column of
+    a reduction cell's `avg3` differ, and a PyTorch-trained network would
+    serve other probabilities once exported to TensorFlow. On PyTorch this
+    layer pads with zeros as TensorFlow does and divides each window's sum by
+    the number of real pixels in it; elsewhere it is `AveragePooling2D`.
+
+    Example:
+
+    >>> pool = PaddingExcludedAveragePooling2D(3, strides=2, padding="same")
+    >>> tuple(pool(keras.ops.ones((1, 4, 4, 1))).shape)
+    (1, 2, 2, 1)
+    """
+
+    def call(self, inputs):
+        if (
+            keras.backend.backend() != "torch"
+            or self.padding != "same"
+            or self.data_format != "channels_last"
+            or None in inputs.shape[1:3]
+        ):
+            return super().call(inputs)
+        pads = [(0, 0)]
+        sizes = inputs.shape[1:3]
+        for size, window, stride in zip(sizes, self.pool_size, self.strides, strict=True):
+            total = max((-(-size // stride) - 1) * stride + window - size, 0)
+            pads.append((total // 2, total - total // 2))
+        pads.append((0, 0))
+        window_sums = ops.average_pool(
+            ops.pad(inputs, pads), self.pool_size, self.strides, padding="valid"
+        )
+        ones = ops.ones((1, *sizes, 1), dtype=inputs.dtype)
+        real_fraction = ops.average_pool(
+            ops.pad(ones, pads), self.pool_size, self.strides, padding="valid"
+        )
+        return window_sums / real_fraction
+
+
 def apply_factorized_reduction(x, factory, filters, name):
     """Halves the spatial size with two offset 1x1 paths (no ReLU inside).
 
