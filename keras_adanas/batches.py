@@ -3,7 +3,8 @@ served by `keras.utils.PyDataset`.
 
 `LabeledImages.training_dataset` and `evaluation_dataset` build `tf.data`
 pipelines when TensorFlow is importable, on every backend. A JAX install
-without TensorFlow gets these instead (PyTorch should too; it is untried):
+without TensorFlow gets these instead (so should PyTorch without TensorFlow,
+untried: its tests ran with TensorFlow installed):
 the same batches under the same rules (each epoch its own shuffle, each batch
 its own augmentation, both functions of `(seed, epoch, batch position)`
 alone), drawn with NumPy.

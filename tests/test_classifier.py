@@ -164,6 +164,27 @@ assert sorted(model.signatures) == ["serve", "serve_float", "serving_default"]
     assert np.abs(np.load(tmp_path / "served_float.npy") - expected).max() < 1e-5
 
 
+def test_export_under_the_tensorflow_backend(fitted, tmp_path):
+    """How PyTorch-trained ensembles are exported, tried on every backend: a
+    TensorFlow-backend process writes the SavedModel, or its error is raised
+    here and nothing is written."""
+    from keras_adanas.serving import _export_under_tensorflow
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(RuntimeError, match="under the TensorFlow backend failed"):
+        _export_under_tensorflow(fitted.ensemble_, str(blocker / "saved_model"))
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+    path = str(tmp_path / "saved_model")
+    _export_under_tensorflow(fitted.ensemble_, path)
+    import tensorflow as tf
+
+    x = np.zeros((2, *fitted.ensemble_.input_shape[1:]), "uint8")
+    served = tf.saved_model.load(path).serve(x).numpy()
+    np.testing.assert_allclose(served, fitted.predict_proba(x), atol=1e-5)
+
+
 def test_project_directory_holds_each_finished_iteration(fitted):
     directory = fitted.directory
     assert sorted(os.listdir(directory)) == [

@@ -197,7 +197,7 @@ def test_average_pooling_leaves_the_padding_out_on_every_backend(size, strides):
     """TensorFlow's "same" average: zero padding split as (total // 2, rest),
     each window's sum divided by its count of real pixels. Keras' PyTorch
     backend repeats the edge instead where the padding is uneven."""
-    from keras_adanas.nasnet.ops import PaddingExcludedAveragePooling2D
+    from keras_adanas.nasnet import PaddingExcludedAveragePooling2D
 
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
     out = -(-size // strides)

@@ -10,7 +10,12 @@ from keras_adanas.nasnet.model import (
     resolve_dtype_policy,
     validate_image_shape,
 )
-from keras_adanas.nasnet.ops import DropPath, drop_path_layers, set_drop_path_schedule
+from keras_adanas.nasnet.ops import (
+    DropPath,
+    PaddingExcludedAveragePooling2D,
+    drop_path_layers,
+    set_drop_path_schedule,
+)
 from keras_adanas.nasnet.statistics import recompute_batch_statistics
 
 __all__ = [
@@ -19,6 +24,7 @@ __all__ = [
     "DropPath",
     "FusedBatchNormalization",
     "NASNetA",
+    "PaddingExcludedAveragePooling2D",
     "TRAINABLE_POLICIES",
     "drop_path_layers",
     "minimum_image_size",
