@@ -181,7 +181,8 @@ def test_export_under_the_tensorflow_backend(fitted, tmp_path):
     import tensorflow as tf
 
     x = np.zeros((2, *fitted.ensemble_.input_shape[1:]), "uint8")
-    served = tf.saved_model.load(path).serve(x).numpy()
+    model = tf.saved_model.load(path)  # Kept alive while `serve` runs.
+    served = model.serve(x).numpy()
     np.testing.assert_allclose(served, fitted.predict_proba(x), atol=1e-5)
 
 
