@@ -95,9 +95,7 @@ def _export_under_tensorflow(ensemble, path):
 
 def _main(argv):
     if len(argv) != 2:
-        print(
-            "usage: python -m keras_adanas.serving ENSEMBLE.keras SAVED_MODEL_DIR", file=sys.stderr
-        )
+        print("usage: python -m keras_adanas.serving MODEL.keras SAVED_MODEL_DIR", file=sys.stderr)
         return 2
     import keras_adanas  # noqa: F401  (registers the layers the file names)
 
