@@ -9,6 +9,9 @@ TensorFlow SavedModel and prints a summary beside the paper's figure:
     # A few minutes on a CPU, on a local copy of the data:
     python examples/cifar10.py --data ../shared/data/cifar10-dev.npz --preset smoke
 
+    # The paper's recipe with a smaller subnetwork:
+    python examples/cifar10.py --preset w-akd --architecture 2@96 --steps-per-iteration 5000
+
 Without `--data` the images come from `keras.datasets` (a download on the
 first run). `examples/cifar100.py` is the same for CIFAR-100. Add
 `--strategy mirrored` to train on every local GPU (see the README).
@@ -32,6 +35,11 @@ def parse_args(argv, dataset):
         "--data", default=dataset, help=f"an .npz file or a folder (default: keras {dataset})"
     )
     parser.add_argument("--directory", help="project directory (default: runs/DATASET-PRESET)")
+    parser.add_argument(
+        "--architecture",
+        help="the subnetwork N@F, e.g. '2@96' (the dynamic presets' first one) in place "
+        "of the preset's",
+    )
     parser.add_argument("--steps-per-iteration", type=int)
     parser.add_argument("--epochs-per-iteration", type=int)
     parser.add_argument("--max-iterations", type=int)
@@ -52,6 +60,7 @@ def run(dataset, argv=None):
     overrides = {
         name: value
         for name, value in {
+            "architecture": args.architecture,
             "steps_per_iteration": args.steps_per_iteration,
             "epochs_per_iteration": args.epochs_per_iteration,
             "max_iterations": args.max_iterations,

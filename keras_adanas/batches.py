@@ -115,12 +115,18 @@ class EvaluationBatches(keras.utils.PyDataset):
         images: array `(N, H, W, C)`, uint8 or float32 pixels in [0, 255].
         labels: int32 array `(N,)`, or None.
         batch_size: int.
+        pad: bool; whether a smaller last batch of images (without labels)
+            is padded with black images to `batch_size`, as
+            `LabeledImages.prediction_batches` asks.
     """
 
-    def __init__(self, images, labels, batch_size):
+    def __init__(self, images, labels, batch_size, pad=False):
         super().__init__(workers=1, use_multiprocessing=False)
+        if pad and labels is not None:
+            raise ValueError("Only batches of images without labels are padded.")
         self.images, self.labels = images, labels
         self.batch_size = batch_size
+        self.pad = pad
 
     @property
     def num_batches(self):
@@ -129,4 +135,7 @@ class EvaluationBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         window = slice(index * self.batch_size, (index + 1) * self.batch_size)
         images = self.images[window].astype("float32")
+        if self.pad and len(images) < self.batch_size:
+            padding = np.zeros((self.batch_size - len(images), *images.shape[1:]), "float32")
+            images = np.concatenate([images, padding])
         return images if self.labels is None else (images, self.labels[window])

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from keras_adanas.architecture import Architecture
-from keras_adanas.data import load_images
+from keras_adanas.data import load_images, predict_images
 from keras_adanas.distillation import Distillation
 from keras_adanas.distribute import (
     num_replicas,
@@ -705,8 +705,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         return loaded
 
     def _logits(self, loaded):
-        dataset = loaded.evaluation_dataset(PREDICT_BATCH_SIZE, with_labels=False)
-        return np.asarray(self.ensemble_.predict(dataset, verbose=0), dtype="float64")
+        logits = predict_images(self.ensemble_, loaded, PREDICT_BATCH_SIZE)
+        return np.asarray(logits, dtype="float64")
 
     def _check_fitted(self):
         if not hasattr(self, "ensemble_"):

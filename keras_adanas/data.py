@@ -196,6 +196,60 @@ class LabeledImages:
             dataset = dataset.map(_to_float)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
+    def prediction_batches(self, batch_size):
+        """Returns the images alone, unaugmented and in order, in batches
+        that all have one size: for `predict`.
+
+        Keras traces (TensorFlow) or compiles (JAX) its predict step once per
+        batch shape, so a smaller last batch would cost a second compile of
+        the whole model. The images are split into `ceil(N / batch_size)`
+        batches of one size, at most `batch_size`, and the last is padded
+        with black images to it; `predict_images` drops the padding.
+
+        Args:
+            batch_size: int, the most images in a batch.
+
+        Returns:
+            A `tf.data.Dataset`, or a `keras_adanas.batches.EvaluationBatches`
+            where TensorFlow is not installed.
+        """
+        batch_size = _validate_batch_size(batch_size)
+        count = max(len(self), 1)
+        batch_size = math.ceil(count / math.ceil(count / batch_size))
+        if tf is None:
+            return EvaluationBatches(self.images, None, batch_size, pad=True)
+        images = tf.data.Dataset.from_tensor_slices(self.images).batch(batch_size)
+        return images.map(
+            lambda x: _pad_batch(tf.cast(x, "float32"), batch_size),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_images(model, data, batch_size):
+    """Runs `model.predict` on `data`'s images in batches of one size.
+
+    Args:
+        model: a Keras model taking raw images.
+        data: a `LabeledImages`.
+        batch_size: int, the most images in a batch.
+
+    Returns:
+        The model's outputs (NumPy arrays, or a dict of them), one row per
+        image of `data`.
+
+    Example:
+
+    >>> logits = predict_images(ensemble, load_images(x), 256)
+    """
+    outputs = model.predict(data.prediction_batches(batch_size), verbose=0)
+    return keras.tree.map_structure(lambda output: output[: len(data)], outputs)
+
+
+def _pad_batch(images, batch_size):
+    padding = batch_size - tf.shape(images)[0]
+    padded = tf.pad(images, [[0, padding], [0, 0], [0, 0], [0, 0]])
+    return tf.ensure_shape(padded, [batch_size, *images.shape[1:]])
+
 
 def _to_float(image, label):
     return tf.cast(image, "float32"), label

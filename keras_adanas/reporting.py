@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from keras_adanas.architecture import Architecture
-from keras_adanas.data import load_images
+from keras_adanas.data import load_images, predict_images
 from keras_adanas.io_utils import save_figure_atomically
 
 ERRORS_PLOT = "errors.png"
@@ -85,9 +85,8 @@ def iteration_errors(classifier, data, y=None):
     loaded = load_images(data, y, split="test", classes=list(classifier.classes_))
     if loaded.labels is None:
         raise ValueError("`iteration_errors` needs labelled data. Received: no labels")
-    dataset = loaded.evaluation_dataset(256, with_labels=False)
     member_logits = [
-        np.asarray(member.predict(dataset, verbose=0), dtype="float64")
+        np.asarray(predict_images(member, loaded, 256), dtype="float64")
         for member in classifier.ensemble_.members
     ]
     errors = {

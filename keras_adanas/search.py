@@ -22,6 +22,7 @@ import numpy as np
 from keras import ops
 
 from keras_adanas.backup import IterationBackup
+from keras_adanas.data import predict_images
 from keras_adanas.distillation import Distillation, distillation_loss, teacher_logits
 from keras_adanas.distribute import (
     all_reduce_sum,
@@ -563,9 +564,7 @@ def run_iteration(
 
     selection_losses = [None] * len(candidates)
     if len(candidates) > 1 and not all(diverged):
-        predictions = distiller.predict(
-            selection_data.evaluation_dataset(max(config.batch_size, 256)), verbose=0
-        )
+        predictions = predict_images(distiller, selection_data, max(config.batch_size, 256))
         selection_losses = [
             None
             if diverged[j]

@@ -2,17 +2,23 @@
 
     python tests/distributed_search.py MODE OUTPUT.json [DIRECTORY]
 
-MODE is `single` (no strategy), `mirrored` (MirroredStrategy over two logical
-CPU devices) or `worker` (one worker of the cluster `TF_CONFIG` describes,
-with `strategy="auto"`): a one-iteration search of two candidates (1@24 and
-1@48) that writes what it chose and its test accuracy to OUTPUT.json.
+A search is a one-iteration search of two candidates (1@24 and 1@48); what
+it chose and its test accuracy go to OUTPUT.json.
 
-MODE `step` instead trains one iteration-2 `Distiller` (one candidate, a
-frozen member as the adaptive-distillation teacher, scalar mixture weights)
-for one step on the same batch without a strategy and under MirroredStrategy
-over two logical CPUs, and writes the largest differences to OUTPUT.json.
-The batch is one half repeated, so both replicas see the single run's batch
-statistics and the two steps should agree to rounding.
+MODE `worker` runs one on one worker of the cluster `TF_CONFIG` describes,
+with `strategy="auto"`.
+
+MODE `local` (one process, to start TensorFlow once) writes three results
+to OUTPUT.json, under these keys:
+
+- `step`: one iteration-2 `Distiller` (one candidate, a frozen member as the
+  adaptive-distillation teacher, scalar mixture weights) trained for one
+  step on the same batch without a strategy and under MirroredStrategy over
+  two logical CPUs, and the largest differences. The batch is one half
+  repeated, so both replicas see the single run's batch statistics and the
+  two steps should agree to rounding.
+- `single`: a search without a strategy.
+- `mirrored`: a search under MirroredStrategy over the two logical CPUs.
 """
 
 import json
@@ -24,7 +30,7 @@ DIRECTORY = sys.argv[3] if len(sys.argv) > 3 else None
 
 import tensorflow as tf  # noqa: E402
 
-if MODE in ("mirrored", "step"):
+if MODE == "local":
     # Before TensorFlow initializes its devices.
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -75,8 +81,7 @@ def compare_one_step():
     images = np.concatenate([data.images[:32]] * 2).astype("float32")
     labels = np.concatenate([data.labels[:32]] * 2)
     single_logs, single_updates = one_step(tf.distribute.get_strategy(), images, labels)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    mirrored_logs, mirrored_updates = one_step(mirrored, images, labels)
+    mirrored_logs, mirrored_updates = one_step(mirrored_strategy(), images, labels)
     return {
         "single_logs": single_logs,
         "mirrored_logs": mirrored_logs,
@@ -89,17 +94,22 @@ def compare_one_step():
     }
 
 
-def main():
-    if MODE == "step":
-        with open(OUTPUT, "w") as file:
-            json.dump(compare_one_step(), file)
-        return
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole process.
+    (With a second one, the search after the step failed: "Shape mismatch in
+    the collective instance 100", a key the step's strategy had used.)"""
+    global _mirrored
+    if _mirrored is None:
+        _mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return _mirrored
 
-    strategy = {
-        "single": "default",
-        "mirrored": lambda: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
-        "worker": "auto",
-    }[MODE]
+
+_mirrored = None
+
+
+def search(mode):
+    """Runs the search of `mode` (`single`, `mirrored` or `worker`)."""
+    strategy = {"single": "default", "mirrored": mirrored_strategy, "worker": "auto"}[mode]
     strategy = strategy() if callable(strategy) else strategy
     data = load_images(f"{default_data_dir()}/cifar10-dev.npz")
     test = load_images(f"{default_data_dir()}/cifar10-dev.npz", split="test")
@@ -116,7 +126,7 @@ def main():
         verbose=0,
     )
     uneven_batch_error = None
-    if MODE == "mirrored":
+    if mode == "mirrored":
         try:
             classifier.set_params(batch_size=33).fit(data.images[:64], data.labels[:64])
         except ValueError as error:
@@ -139,6 +149,15 @@ def main():
         "seconds": seconds,
         "uneven_batch_error": uneven_batch_error,
     }
+    return result
+
+
+def main():
+    if MODE == "local":
+        result = {"step": compare_one_step(), "single": search("single")}
+        result["mirrored"] = search("mirrored")
+    else:
+        result = search(MODE)
     with open(OUTPUT, "w") as file:
         json.dump(result, file)
 

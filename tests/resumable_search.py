@@ -5,9 +5,9 @@ Run by tests/test_reliability.py in a subprocess:
     python tests/resumable_search.py DIRECTORY KILL_POINT OUTPUT.npz
 
 KILL_POINT is one of `none`, `training` (iteration 2, second epoch, after its
-first batch), `selection` (iteration 2, as it starts selecting) and `saving`
-(iteration 2, halfway through writing `ensemble.keras`). Without a kill, the
-search writes the test images' probabilities and its members to OUTPUT.npz.
+first batch) and `saving` (iteration 2, halfway through writing
+`ensemble.keras`). Without a kill, the search writes the test images'
+probabilities and its members to OUTPUT.npz.
 """
 
 import json
@@ -21,7 +21,6 @@ import numpy as np
 from keras_adanas import AdaNASClassifier, Architecture, load_images
 from keras_adanas.data import default_data_dir
 from keras_adanas.ensemble import Ensemble
-from keras_adanas.search import Distiller
 
 
 class TwoWidths:
@@ -49,17 +48,6 @@ class KillDuringTraining(keras.callbacks.Callback):
             die()
 
 
-def kill_during_selection():
-    predict = Distiller.predict
-
-    def predict_then_die(self, *args, **kwargs):
-        if in_iteration_2(self):
-            die()
-        return predict(self, *args, **kwargs)
-
-    Distiller.predict = predict_then_die
-
-
 def kill_during_saving():
     save = Ensemble.save
 
@@ -79,8 +67,6 @@ def main(directory, kill_point, output):
     callbacks = []
     if kill_point == "training":
         callbacks.append(KillDuringTraining())
-    elif kill_point == "selection":
-        kill_during_selection()
     elif kill_point == "saving":
         kill_during_saving()
     classifier = AdaNASClassifier(

@@ -1,11 +1,12 @@
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_adanas.data import CIFARAugmentation, LabeledImages, load_images
+from keras_adanas.data import CIFARAugmentation, LabeledImages, load_images, predict_images
 
 RNG = np.random.default_rng(0)
 
@@ -344,3 +345,37 @@ def test_a_batch_gets_one_draw_per_image():
     # One image alone is augmented as a batch of one.
     alone = np.asarray(augmentation(tf.constant(image), seeds(1)[0]))
     np.testing.assert_array_equal(alone, batch[0])
+
+
+class BatchSizeProbe(keras.Model):
+    """Records the batch size of each traced call."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(3)
+        self.batch_sizes = []
+
+    def call(self, images):
+        self.batch_sizes.append(images.shape[0])
+        return self.dense(keras.ops.mean(images, axis=(1, 2)))
+
+
+def test_prediction_batches_have_one_size_and_predict_traces_once(cifar10):
+    x = cifar10["x_test"][:301]
+    data = load_images(x)
+    batches = [b.numpy() for b in data.prediction_batches(256)]
+    assert [b.shape for b in batches] == [(151, 32, 32, 3)] * 2
+    np.testing.assert_array_equal(np.concatenate(batches)[:301], x.astype("float32"))
+    np.testing.assert_array_equal(batches[1][150], np.zeros((32, 32, 3)))  # the padding
+    assert [len(b) for b in load_images(x[:40]).prediction_batches(256)] == [40]
+
+    probe = BatchSizeProbe()
+    probe(x[:2].astype("float32"))  # built outside `predict`
+    probe.batch_sizes.clear()
+    outputs = predict_images(probe, data, 256)
+    # One trace of the predict step, not a second for a smaller last batch
+    # (`keras.Model.predict` on `evaluation_dataset(256)` traces 256, then None).
+    assert probe.batch_sizes == [151]
+    np.testing.assert_allclose(outputs, probe(x.astype("float32")), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.prediction_batches(0)

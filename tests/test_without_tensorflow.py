@@ -115,6 +115,18 @@ def test_evaluation_batches_keep_the_order(without_tensorflow):
     assert unlabelled.evaluation_dataset(8)[0].shape == (8, 16, 16, 3)
 
 
+def test_prediction_batches_have_one_size(without_tensorflow):
+    data = numbered_images(20)
+    batches = data.prediction_batches(8)  # 3 batches of 7, the last padded
+    assert isinstance(batches, EvaluationBatches) and batches.num_batches == 3
+    assert [batches[i].shape for i in range(3)] == [(7, 16, 16, 3)] * 3
+    ids = np.concatenate([batches[i][:, 0, 0, 0] for i in range(3)])
+    np.testing.assert_array_equal(ids, [*range(20), 0])  # the padding image is black
+    assert not batches[2][6].any()
+    with pytest.raises(ValueError, match="Only batches of images without labels"):
+        EvaluationBatches(data.images, data.labels, 8, pad=True)
+
+
 def test_transform_array_matches_a_hand_computation():
     augmentation = CIFARAugmentation((32, 32, 3), padding=4, cutout_size=16)
     rng = np.random.default_rng(0)
