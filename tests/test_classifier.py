@@ -143,31 +143,12 @@ def test_recomputed_batch_statistics_change_only_the_statistics(fitted, cifar_st
         AdaNASClassifier().recompute_batch_statistics(x_train)
 
 
-def test_saved_model_serves_without_keras_adanas(fitted, cifar_strings, tmp_path):
-    path = str(tmp_path / "saved_model")
-    fitted.export(path)
-    x = cifar_strings["x_test"]
-    np.save(tmp_path / "images.npy", x)
-    script = f"""
-import sys, numpy as np, tensorflow as tf
-model = tf.saved_model.load({path!r})
-images = np.load({str(tmp_path / "images.npy")!r})
-np.save({str(tmp_path / "served.npy")!r}, model.serve(tf.constant(images)).numpy())
-np.save({str(tmp_path / "served_float.npy")!r},
-        model.serve_float(tf.constant(images.astype("float32"))).numpy())
-assert "keras_adanas" not in sys.modules
-assert sorted(model.signatures) == ["serve", "serve_float", "serving_default"]
-"""
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path))
-    expected = fitted.predict_proba(x)
-    assert np.abs(np.load(tmp_path / "served.npy") - expected).max() < 1e-5
-    assert np.abs(np.load(tmp_path / "served_float.npy") - expected).max() < 1e-5
-
-
-def test_export_under_the_tensorflow_backend(fitted, tmp_path):
-    """How PyTorch-trained ensembles are exported, tried on every backend: a
-    TensorFlow-backend process writes the SavedModel, or its error is raised
-    here and nothing is written."""
+def test_saved_models_serve_without_keras_adanas(fitted, cifar_strings, tmp_path):
+    """`export` writes a SavedModel that serves in a process without
+    keras_adanas; so does `_export_under_tensorflow`, the export of
+    PyTorch-trained ensembles tried on every backend: a TensorFlow-backend
+    process writes the SavedModel, or its error is raised here and nothing is
+    written."""
     from keras_adanas.serving import _export_under_tensorflow
 
     blocker = tmp_path / "a_file"
@@ -176,14 +157,31 @@ def test_export_under_the_tensorflow_backend(fitted, tmp_path):
         _export_under_tensorflow(fitted.ensemble_, str(blocker / "saved_model"))
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
-    path = str(tmp_path / "saved_model")
-    _export_under_tensorflow(fitted.ensemble_, path)
-    import tensorflow as tf
-
-    x = np.zeros((2, *fitted.ensemble_.input_shape[1:]), "uint8")
-    model = tf.saved_model.load(path)  # Kept alive while `serve` runs.
-    served = model.serve(x).numpy()
-    np.testing.assert_allclose(served, fitted.predict_proba(x), atol=1e-5)
+    paths = {
+        "exported": str(tmp_path / "saved_model"),
+        "under_tensorflow": str(tmp_path / "saved_model_under_tensorflow"),
+    }
+    fitted.export(paths["exported"])
+    _export_under_tensorflow(fitted.ensemble_, paths["under_tensorflow"])
+    x = cifar_strings["x_test"]
+    np.save(tmp_path / "images.npy", x)
+    script = f"""
+import sys, numpy as np, tensorflow as tf
+images = np.load({str(tmp_path / "images.npy")!r})
+for name, path in {paths!r}.items():
+    model = tf.saved_model.load(path)
+    assert sorted(model.signatures) == ["serve", "serve_float", "serving_default"]
+    np.save(f"{{name}}_served.npy", model.serve(tf.constant(images)).numpy())
+    np.save(f"{{name}}_served_float.npy",
+            model.serve_float(tf.constant(images.astype("float32"))).numpy())
+assert "keras_adanas" not in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=str(tmp_path))
+    expected = fitted.predict_proba(x)
+    for name in paths:
+        for endpoint in ("served", "served_float"):
+            served = np.load(tmp_path / f"{name}_{endpoint}.npy")
+            assert np.abs(served - expected).max() < 1e-5, (name, endpoint)
 
 
 def test_project_directory_holds_each_finished_iteration(fitted):

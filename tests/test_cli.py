@@ -1,4 +1,5 @@
 import json
+import os
 
 import keras
 import numpy as np
@@ -43,6 +44,17 @@ def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
     assert table[0].split()[:4] == ["iter", "candidate", "train", "loss"]
     row = table[2].split()
     assert row[:2] == ["1", "1@24"] and float(row[2]) > 0 and row[3:6] == ["-", "yes", "2"]
+    # With data, `report` draws the errors plot beside the architectures one;
+    # a .keras file draws only with --plots.
+    assert main(["report", project, "--data", small_npz]) == 0
+    assert "iteration 1:" in capsys.readouterr().out
+    for name in ("errors.png", "architectures.png"):
+        with open(os.path.join(project, "plots", name), "rb") as file:
+            assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    saved = str(tmp_path / "model.keras")
+    clf.save(saved)
+    assert main(["report", saved, "--data", small_npz]) == 2
+    assert "pass `--plots DIR` too" in capsys.readouterr().err
 
     assert main(["evaluate", project, small_npz]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -185,32 +185,6 @@ def test_tensorboard_logs_and_callbacks_in_every_iteration(cifar10, tmp_path):
         )
 
 
-def test_report_command_draws_plots(cifar10, tmp_path, capsys):
-    directory = tmp_path / "project"
-    data = tmp_path / "small.npz"
-    np.savez(
-        data,
-        x_train=cifar10["x_train"][:32],
-        y_train=cifar10["y_train"][:32],
-        x_test=cifar10["x_test"][:48],
-        y_test=cifar10["y_test"][:48],
-    )
-    argv = ["fit", str(data), "--directory", str(directory), "--architecture", "1@24"]
-    argv += ["--max-iterations", "1", "--steps-per-iteration", "1", "--batch-size", "16"]
-    assert main([*argv, "--verbose", "0", "--seed", "1"]) == 0
-    capsys.readouterr()
-    assert main(["report", str(directory), "--data", str(data)]) == 0
-    out = capsys.readouterr().out
-    assert "iteration 1:" in out and "Wrote" in out
-    assert _is_png(directory / "plots" / "errors.png")
-    assert _is_png(directory / "plots" / "architectures.png")
-
-    saved = tmp_path / "model.keras"
-    AdaNASClassifier.load(directory).save(saved)
-    assert main(["report", str(saved), "--data", str(data)]) == 2
-    assert "pass `--plots DIR` too" in capsys.readouterr().err
-
-
 def test_demo_runs_offline(tmp_path, capsys):
     """`keras-adanas demo`, the README's main command, cut to one short
     iteration of two epochs: it fits on the digits, reports with plots, evaluates, exports
