@@ -214,8 +214,7 @@ class LabeledImages:
             where TensorFlow is not installed.
         """
         batch_size = _validate_batch_size(batch_size)
-        count = max(len(self), 1)
-        batch_size = math.ceil(count / math.ceil(count / batch_size))
+        batch_size = math.ceil(len(self) / math.ceil(len(self) / batch_size))
         if tf is None:
             return EvaluationBatches(self.images, None, batch_size, pad=True)
         images = tf.data.Dataset.from_tensor_slices(self.images).batch(batch_size)

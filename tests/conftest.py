@@ -6,6 +6,7 @@ import pytest
 from keras_adanas.data import DATA_DIR_ENV
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def data_dir():
@@ -33,3 +34,8 @@ def cifar10(cifar10_path):
 @pytest.fixture(scope="session")
 def cifar100_path():
     return data_file("cifar100-sample.npz")
+
+
+def is_png(path):
+    with open(path, "rb") as file:
+        return file.read(8) == PNG_SIGNATURE

@@ -21,6 +21,7 @@ to OUTPUT.json, under these keys:
 - `mirrored`: a search under MirroredStrategy over the two logical CPUs.
 """
 
+import functools
 import json
 import sys
 import time
@@ -94,17 +95,12 @@ def compare_one_step():
     }
 
 
+@functools.cache
 def mirrored_strategy():
     """One MirroredStrategy over the two logical CPUs for the whole process.
     (With a second one, the search after the step failed: "Shape mismatch in
     the collective instance 100", a key the step's strategy had used.)"""
-    global _mirrored
-    if _mirrored is None:
-        _mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    return _mirrored
-
-
-_mirrored = None
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
 def search(mode):

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import is_png
 
 from keras_adanas import AdaNASClassifier
 from keras_adanas.cli import main
@@ -47,10 +48,10 @@ def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
     # With data, `report` draws the errors plot beside the architectures one;
     # a .keras file draws only with --plots.
     assert main(["report", project, "--data", small_npz]) == 0
-    assert "iteration 1:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "iteration 1:" in out and "Wrote" in out
     for name in ("errors.png", "architectures.png"):
-        with open(os.path.join(project, "plots", name), "rb") as file:
-            assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert is_png(os.path.join(project, "plots", name))
     saved = str(tmp_path / "model.keras")
     clf.save(saved)
     assert main(["report", saved, "--data", small_npz]) == 2

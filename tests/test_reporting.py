@@ -8,6 +8,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from conftest import is_png
 
 from keras_adanas import AdaNASClassifier, Ensemble, MixtureWeights
 from keras_adanas.cli import main
@@ -18,8 +19,6 @@ from keras_adanas.reporting import (
     plot_errors,
     write_report_plots,
 )
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _candidate(architecture, train_loss=2.0, selection_loss=None, diverged=False):
@@ -60,11 +59,6 @@ HISTORY = [
 ]
 
 
-def _is_png(path):
-    with open(path, "rb") as file:
-        return file.read(8) == PNG_SIGNATURE
-
-
 def test_format_history_rows():
     table = format_history(HISTORY).splitlines()
     assert table[0].split() == [
@@ -90,7 +84,7 @@ def test_format_history_rows():
 def test_plot_architectures_writes_a_png_atomically(tmp_path):
     path = str(tmp_path / "architectures.png")
     assert plot_architectures(HISTORY, path) == path
-    assert _is_png(path) and os.path.getsize(path) > 10_000
+    assert is_png(path) and os.path.getsize(path) > 10_000
     assert os.listdir(tmp_path) == ["architectures.png"]  # no temporary file left
 
 
@@ -137,7 +131,7 @@ def test_iteration_errors_against_a_hand_computation(tmp_path):
     ]
     path = str(tmp_path / "errors.png")
     plot_errors(errors, path)
-    assert _is_png(path)
+    assert is_png(path)
 
     with pytest.raises(ValueError, match="needs labelled data"):
         iteration_errors(classifier, images)
@@ -200,6 +194,6 @@ def test_demo_runs_offline(tmp_path, capsys):
     gap = float(out.split("its probabilities differ by ")[1].split(".\n")[0])
     assert gap < 1e-4
     for name in ("errors.png", "architectures.png"):
-        assert _is_png(directory / "plots" / name)
+        assert is_png(directory / "plots" / name)
     assert (directory / "saved_model" / "saved_model.pb").is_file()
     assert (directory / "ensemble.keras").is_file()
