@@ -85,6 +85,33 @@ class GroupedClippingSGD(keras.optimizers.SGD):
             grads = [None if g is None else g * (1.0 / replicas) for g in grads]
         return super().apply(grads, trainable_variables)
 
+    def update_step(self, gradient, variable, learning_rate):
+        if not _fuses_momentum_update(gradient, variable):
+            return super().update_step(gradient, variable, learning_rate)
+        # TensorFlow's fused kernels compute Keras' SGD update (the same
+        # formula, with or without Nesterov) in one op per variable instead
+        # of Keras' five to seven element-wise ops and assignments: a 1@24
+        # training step's graph has 13% fewer ops, and traces and compiles
+        # that much sooner (`benchmarks/step_graph.py`).
+        import tensorflow as tf
+
+        learning_rate = tf.cast(learning_rate, variable.dtype)
+        gradient = tf.cast(gradient, variable.dtype)
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=variable.handle, alpha=learning_rate, delta=gradient
+            )
+            return
+        momentum = self.momentums[self._get_variable_index(variable)].value
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=variable.handle,
+            accum=momentum.handle,
+            lr=learning_rate,
+            grad=gradient,
+            momentum=tf.cast(self.momentum, variable.dtype),
+            use_nesterov=self.nesterov,
+        )
+
     def _clip_groups(self, grads, variables):
         members = [[] for _ in range(self._num_groups)]
         for index, variable in enumerate(variables):
@@ -94,8 +121,8 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         for indices in members:
             if not indices:
                 continue
-            squared = [ops.sum(ops.square(ops.cast(grads[i], "float32"))) for i in indices]
-            norm = ops.sqrt(ops.sum(ops.stack(squared)))
+            halves = [_half_squared_norm(grads[i]) for i in indices]
+            norm = ops.sqrt(2.0 * ops.sum(ops.stack(halves)))
             scale = self.group_clipnorm / ops.maximum(norm, self.group_clipnorm)
             for i in indices:
                 grads[i] = ops.multiply(grads[i], ops.cast(scale, grads[i].dtype))
@@ -105,6 +132,28 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         config = super().get_config()
         config["group_clipnorm"] = self.group_clipnorm
         return config
+
+
+def _half_squared_norm(tensor):
+    """`sum(tensor**2) / 2` in float32: one `L2Loss` op on TensorFlow, where
+    a square and a sum take three (one per gradient of every candidate)."""
+    tensor = ops.cast(tensor, "float32")
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.l2_loss(tensor)
+    return ops.sum(ops.square(tensor)) / 2.0
+
+
+def _fuses_momentum_update(gradient, variable):
+    """Whether `GroupedClippingSGD` updates `variable` with TensorFlow's fused
+    kernel: on the TensorFlow backend, for a dense gradient of a TensorFlow
+    variable (what Keras' TensorFlow optimizer hands `update_step`)."""
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(variable, tf.Variable) and not isinstance(gradient, tf.IndexedSlices)
 
 
 class ThroughputTimer(keras.callbacks.Callback):

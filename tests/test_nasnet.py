@@ -139,7 +139,14 @@ def test_layer_settings():
         "fan_out",
         "truncated_normal",
     )
-    assert conv.kernel_regularizer.get_config()["l2"] == pytest.approx(2.5e-4)
+    # The reference's decay 5e-4 in `decay * sum(w**2) / 2`: Keras' L2(2.5e-4).
+    kernel = conv.kernel.value
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(conv.kernel_regularizer(kernel)),
+        keras.ops.convert_to_numpy(keras.regularizers.L2(2.5e-4)(kernel)),
+        rtol=1e-6,
+    )
+    assert conv.kernel_regularizer.get_config() == {"decay": 5e-4}
     sep = next(layer for layer in model.layers if isinstance(layer, keras.layers.SeparableConv2D))
     assert sep.depthwise_regularizer is not None and sep.pointwise_regularizer is not None
     assert model.get_layer(LOGITS).use_bias

@@ -37,6 +37,38 @@ def test_per_candidate_clipping():
     assert np.linalg.norm(keras.ops.convert_to_numpy(b2)) < 0.1
 
 
+@pytest.mark.parametrize(
+    "momentum, nesterov",
+    [(0.0, False), (0.9, False), (0.9, True)],
+    ids=["plain", "momentum", "nesterov"],
+)
+def test_fused_update_equals_keras_sgd(momentum, nesterov):
+    """On TensorFlow each variable's update is one fused kernel; the result
+    is Keras' SGD update, step after step."""
+    rng = np.random.default_rng(0)
+    initial = [rng.normal(size=shape).astype("float32") for shape in [(3, 3, 4, 5), (7,)]]
+    steps = [[rng.normal(size=w.shape).astype("float32") for w in initial] for _ in range(3)]
+    kwargs = dict(learning_rate=0.1, momentum=momentum, nesterov=nesterov)
+    ours, theirs = [keras.Variable(w) for w in initial], [keras.Variable(w) for w in initial]
+    grouped = GroupedClippingSGD([ours], group_clipnorm=1e9, **kwargs)
+    keras_sgd = keras.optimizers.SGD(**kwargs)
+    for grads in steps:
+        grouped.apply([keras.ops.convert_to_tensor(g) for g in grads], ours)
+        keras_sgd.apply([keras.ops.convert_to_tensor(g) for g in grads], theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6, atol=1e-7
+        )
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        grads = [tf.constant(g) for g in steps[0]]
+        traced = tf.function(lambda: grouped.apply(grads, ours)).get_concrete_function()
+        kinds = {op.type for op in traced.graph.get_operations()}
+        fused_kernel = "ResourceApplyKerasMomentum" if momentum else "ResourceApplyGradientDescent"
+        assert fused_kernel in kinds
+
+
 def test_selection_picks_the_lowest_finite_loss():
     assert select_candidate([2.3, 1.1, 1.7]) == 1
     assert select_candidate([np.nan, 1.9, np.inf]) == 1

@@ -13,6 +13,7 @@ from keras_adanas.nasnet.model import (
 from keras_adanas.nasnet.ops import (
     DropPath,
     PaddingExcludedAveragePooling2D,
+    WeightDecay,
     drop_path_layers,
     set_drop_path_schedule,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "NASNetA",
     "PaddingExcludedAveragePooling2D",
     "TRAINABLE_POLICIES",
+    "WeightDecay",
     "drop_path_layers",
     "minimum_image_size",
     "recompute_batch_statistics",

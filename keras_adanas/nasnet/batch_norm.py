@@ -71,9 +71,10 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
         # The kernel returns the batch variance with Bessel's correction;
         # Keras' moving variance follows the biased one.
-        shape = tf.shape(inputs)
-        count = tf.cast(shape[0] * shape[1] * shape[2], variance.dtype)
-        variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+        # (Values per channel from the tensor's size: one op where slicing
+        # the shape took a dozen, in each of a network's batch norms.)
+        count = tf.cast(tf.size(inputs, out_type=tf.int64), variance.dtype) / inputs.shape[-1]
+        variance = variance * (1.0 - 1.0 / tf.maximum(count, 1.0))
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
             self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
