@@ -12,6 +12,7 @@ from keras_adanas.nasnet.model import (
 )
 from keras_adanas.nasnet.ops import (
     DropPath,
+    HostVarianceScaling,
     PaddingExcludedAveragePooling2D,
     WeightDecay,
     drop_path_layers,
@@ -24,6 +25,7 @@ __all__ = [
     "LOGITS",
     "DropPath",
     "FusedBatchNormalization",
+    "HostVarianceScaling",
     "NASNetA",
     "PaddingExcludedAveragePooling2D",
     "TRAINABLE_POLICIES",

@@ -1,7 +1,10 @@
 """NASNet-A building blocks: layer settings, separable stacks, factorized
 reduction and scheduled drop path."""
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_adanas.nasnet.batch_norm import FusedBatchNormalization
@@ -13,9 +16,70 @@ WEIGHT_DECAY = 5e-4
 DROP_PATH_KEEP_PROB = 0.6
 
 
+@keras.saving.register_keras_serializable(package="keras_adanas")
+class HostVarianceScaling(keras.initializers.VarianceScaling):
+    """`keras.initializers.VarianceScaling`, drawn by NumPy on JAX.
+
+    Keras' JAX backend compiles its truncated-normal sampler once per weight
+    shape, about a quarter of a second each on a CPU: seventy shapes made
+    the first 1@24 NASNet-A take 17 s to build (12 s of it compiling), where
+    TensorFlow takes 2 s. On JAX, with an integer seed and without
+    `input_axes`/`output_axes`, this initializer draws the same distribution
+    (a normal truncated at two standard deviations, scaled as Keras scales
+    it) with NumPy's generator seeded by `seed`, which compiles nothing; the
+    same seed gives the same values at every call, as Keras' seeded
+    initializers do. Elsewhere, and for every other distribution, it is
+    `VarianceScaling` unchanged. (The values differ from Keras' for the same
+    seed, as Keras' own differ from backend to backend.)
+
+    Args:
+        As `keras.initializers.VarianceScaling`.
+
+    Example:
+
+    >>> init = HostVarianceScaling(2.0, "fan_out", "truncated_normal", seed=1)
+    >>> tuple(init((3, 3, 8, 16)).shape)
+    (3, 3, 8, 16)
+    """
+
+    def __call__(self, shape, dtype=None):
+        if (
+            keras.config.backend() != "jax"
+            or self.distribution != "truncated_normal"
+            or not isinstance(self.seed, int)
+            or getattr(self, "input_axes", None) is not None
+            or getattr(self, "output_axes", None) is not None
+        ):
+            return super().__call__(shape, dtype=dtype)
+        shape = tuple(int(d) for d in shape)
+        fan_in, fan_out = _fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(self.mode, (fan_in + fan_out) / 2.0)
+        # Keras' stddev: that of the normal before truncation at +-2.
+        stddev = math.sqrt(self.scale / max(1.0, fan)) / 0.87962566103423978
+        rng = np.random.default_rng(self.seed)
+        sample = rng.standard_normal(math.prod(shape))
+        outside = np.abs(sample) > 2.0
+        while outside.any():
+            sample[outside] = rng.standard_normal(int(outside.sum()))
+            outside = np.abs(sample) > 2.0
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        return ops.convert_to_tensor((sample * stddev).reshape(shape), dtype=dtype)
+
+
+def _fans(shape):
+    """`(fan_in, fan_out)` of a weight shape, as Keras counts them: a kernel's
+    last two axes are its inputs and outputs, times its receptive field."""
+    if not shape:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive_field = math.prod(shape[:-2])
+    return shape[-2] * receptive_field, shape[-1] * receptive_field
+
+
 def kernel_initializer(seed=None):
     """VarianceScaling(2.0, fan_out, truncated normal), as the reference."""
-    return keras.initializers.VarianceScaling(
+    return HostVarianceScaling(
         scale=2.0, mode="fan_out", distribution="truncated_normal", seed=seed
     )
 
@@ -315,7 +379,7 @@ class LayerFactory:
         return keras.layers.Dense(
             int(filters),
             use_bias=False,
-            kernel_initializer=keras.initializers.VarianceScaling(
+            kernel_initializer=HostVarianceScaling(
                 scale=2.0 / area,
                 mode="fan_out",
                 distribution="truncated_normal",
