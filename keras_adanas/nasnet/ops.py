@@ -18,7 +18,7 @@ DROP_PATH_KEEP_PROB = 0.6
 
 @keras.saving.register_keras_serializable(package="keras_adanas")
 class HostVarianceScaling(keras.initializers.VarianceScaling):
-    """`keras.initializers.VarianceScaling`, drawn by NumPy on JAX.
+    """`keras.initializers.VarianceScaling`, drawn on the host on JAX.
 
     Keras' JAX backend compiles its truncated-normal sampler once per weight
     shape, about a quarter of a second each on a CPU: seventy shapes made
@@ -26,9 +26,9 @@ class HostVarianceScaling(keras.initializers.VarianceScaling):
     TensorFlow takes 2 s. On JAX, with an integer seed and without
     `input_axes`/`output_axes`, this initializer draws the same distribution
     (a normal truncated at two standard deviations, scaled as Keras scales
-    it) with NumPy's generator seeded by `seed`, which compiles nothing; the
-    same seed gives the same values at every call, as Keras' seeded
-    initializers do. Elsewhere, and for every other distribution, it is
+    it) with SciPy's `truncnorm` on a NumPy generator seeded by `seed`, which
+    compiles nothing; the same seed gives the same values at every call, as
+    Keras' seeded initializers do. Elsewhere, and for every other distribution, it is
     `VarianceScaling` unchanged. (The values differ from Keras' for the same
     seed, as Keras' own differ from backend to backend.)
 
@@ -56,14 +56,13 @@ class HostVarianceScaling(keras.initializers.VarianceScaling):
         fan = {"fan_in": fan_in, "fan_out": fan_out}.get(self.mode, (fan_in + fan_out) / 2.0)
         # Keras' stddev: that of the normal before truncation at +-2.
         stddev = math.sqrt(self.scale / max(1.0, fan)) / 0.87962566103423978
+        # SciPy comes with scikit-learn, a dependency.
+        from scipy.stats import truncnorm
+
         rng = np.random.default_rng(self.seed)
-        sample = rng.standard_normal(math.prod(shape))
-        outside = np.abs(sample) > 2.0
-        while outside.any():
-            sample[outside] = rng.standard_normal(int(outside.sum()))
-            outside = np.abs(sample) > 2.0
+        sample = truncnorm.rvs(-2.0, 2.0, size=shape, random_state=rng)
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        return ops.convert_to_tensor((sample * stddev).reshape(shape), dtype=dtype)
+        return ops.convert_to_tensor(sample * stddev, dtype=dtype)
 
 
 def _fans(shape):
