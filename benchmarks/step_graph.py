@@ -6,7 +6,9 @@ against the same one with ours, as ratios measured in the same run.
     python benchmarks/step_graph.py --data ... --architecture 2@96 --candidates 1
 
 Ours, on TensorFlow: `GroupedClippingSGD` updates each variable with one fused
-kernel (Keras' SGD update takes five to seven ops), and `WeightDecay` is one
+kernel (Keras' SGD update takes five to seven ops) whose learning rate carries
+the clip scale (one scalar op where scaling the gradient is one full-size op
+per variable), and `WeightDecay` is one
 `L2Loss` op with one gradient op (`keras.regularizers.L2` of the same penalty
 takes three, and four in the gradient). A NASNet-A has hundreds of variables
 and over a hundred regularized kernels, and a small search spends most of its
@@ -35,7 +37,12 @@ from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates
 
 
 class KerasUpdateSGD(GroupedClippingSGD):
-    """`GroupedClippingSGD` with `keras.optimizers.SGD`'s update step."""
+    """`GroupedClippingSGD` with `keras.optimizers.SGD`'s update step, the
+    clip scales multiplying the gradients before it."""
+
+    def apply(self, grads, trainable_variables=None):
+        grads = self._clip_groups(list(grads), list(trainable_variables))
+        return keras.optimizers.SGD.apply(self, grads, trainable_variables)
 
     update_step = keras.optimizers.SGD.update_step
 

@@ -64,6 +64,8 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         self.group_clipnorm = float(group_clipnorm)
         self._group_of = {id(v): g for g, group in enumerate(groups) for v in group}
         self._num_groups = len(groups)
+        # Set during one `apply` only (see there).
+        self._clip_scales = self._scaled_learning_rates = None
 
     def apply(self, grads, trainable_variables=None):
         # JAX's stateless step calls `apply(grads)` alone: the variables are
@@ -72,6 +74,16 @@ class GroupedClippingSGD(keras.optimizers.SGD):
             self._trainable_variables if trainable_variables is None else trainable_variables
         )
         grads = list(grads)
+        if _folds_clip_scale():
+            # TensorFlow, no strategy: `update_step` multiplies the fused
+            # kernel's learning rate by each group's scale (one scalar op per
+            # group) instead of each gradient (one full-size op per variable).
+            self._clip_scales = self._group_scales(grads, list(variables))
+            self._scaled_learning_rates = {}
+            try:
+                return super().apply(grads, trainable_variables)
+            finally:
+                self._clip_scales = self._scaled_learning_rates = None
         replicas = replicas_in_sync()
         if replicas > 1:
             # Under a TF strategy each replica holds its share of the gradient
@@ -88,7 +100,10 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         return super().apply(grads, trainable_variables)
 
     def update_step(self, gradient, variable, learning_rate):
+        scale = (self._clip_scales or {}).get(self._var_key(variable))
         if not _fuses_momentum_update(gradient, variable):
+            if scale is not None:
+                gradient = ops.multiply(gradient, ops.cast(scale, gradient.dtype))
             return super().update_step(gradient, variable, learning_rate)
         # TensorFlow's fused kernels compute Keras' SGD update (the same
         # formula, with or without Nesterov) in one op per variable instead
@@ -98,6 +113,14 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         import tensorflow as tf
 
         learning_rate = tf.cast(learning_rate, variable.dtype)
+        if scale is not None:
+            # lr * (s * g) = (lr * s) * g: Keras' formula is linear in lr * g.
+            # One product per group and dtype (the learning rate is the same
+            # tensor throughout one `apply`).
+            key = (id(scale), variable.dtype)
+            if key not in self._scaled_learning_rates:
+                self._scaled_learning_rates[key] = learning_rate * tf.cast(scale, variable.dtype)
+            learning_rate = self._scaled_learning_rates[key]
         gradient = tf.cast(gradient, variable.dtype)
         if self.momentum == 0:
             tf.raw_ops.ResourceApplyGradientDescent(
@@ -114,21 +137,33 @@ class GroupedClippingSGD(keras.optimizers.SGD):
             use_nesterov=self.nesterov,
         )
 
-    def _clip_groups(self, grads, variables):
+    def _group_scales(self, grads, variables):
+        """Returns `{self._var_key(variable): scale}` for every variable of a
+        group with a gradient: `group_clipnorm / max(norm, group_clipnorm)`,
+        `norm` being that of the group's whole gradient."""
         members = [[] for _ in range(self._num_groups)]
         for index, variable in enumerate(variables):
             group = self._group_of.get(id(variable))
             if group is not None and grads[index] is not None:
                 members[group].append(index)
+        scales = {}
         for indices in members:
             if not indices:
                 continue
             halves = [_half_squared_norm(grads[i]) for i in indices]
             norm = ops.sqrt(2.0 * ops.sum(ops.stack(halves)))
             scale = self.group_clipnorm / ops.maximum(norm, self.group_clipnorm)
-            for i in indices:
-                grads[i] = ops.multiply(grads[i], ops.cast(scale, grads[i].dtype))
-        return grads
+            scales.update((self._var_key(variables[i]), scale) for i in indices)
+        return scales
+
+    def _clip_groups(self, grads, variables):
+        scales = self._group_scales(grads, variables)
+        return [
+            grad
+            if grad is None or self._var_key(variable) not in scales
+            else ops.multiply(grad, ops.cast(scales[self._var_key(variable)], grad.dtype))
+            for grad, variable in zip(grads, variables, strict=True)
+        ]
 
     def get_config(self):
         config = super().get_config()
@@ -145,6 +180,18 @@ def _half_squared_norm(tensor):
 
         return tf.nn.l2_loss(tensor)
     return ops.sum(ops.square(tensor)) / 2.0
+
+
+def _folds_clip_scale():
+    """Whether `GroupedClippingSGD` applies the clip scales in `update_step`:
+    on TensorFlow outside any `tf.distribute` strategy. (Under one, the
+    update runs in cross-replica context, where the replicas' scales are not
+    at hand.)"""
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.distribute.has_strategy()
 
 
 def _fuses_momentum_update(gradient, variable):

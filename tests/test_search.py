@@ -42,16 +42,18 @@ def test_per_candidate_clipping():
     [(0.0, False), (0.9, False), (0.9, True)],
     ids=["plain", "momentum", "nesterov"],
 )
-def test_fused_update_equals_keras_sgd(momentum, nesterov):
-    """On TensorFlow each variable's update is one fused kernel; the result
-    is Keras' SGD update, step after step."""
+@pytest.mark.parametrize("clipnorm", [1e9, 1.0], ids=["unclipped", "clipped"])
+def test_fused_update_equals_keras_sgd(momentum, nesterov, clipnorm):
+    """On TensorFlow each variable's update is one fused kernel, with the clip
+    scale folded into its learning rate; the result is Keras' SGD update
+    (with one group, Keras' global clipping), step after step."""
     rng = np.random.default_rng(0)
     initial = [rng.normal(size=shape).astype("float32") for shape in [(3, 3, 4, 5), (7,)]]
     steps = [[rng.normal(size=w.shape).astype("float32") for w in initial] for _ in range(3)]
     kwargs = dict(learning_rate=0.1, momentum=momentum, nesterov=nesterov)
     ours, theirs = [keras.Variable(w) for w in initial], [keras.Variable(w) for w in initial]
-    grouped = GroupedClippingSGD([ours], group_clipnorm=1e9, **kwargs)
-    keras_sgd = keras.optimizers.SGD(**kwargs)
+    grouped = GroupedClippingSGD([ours], group_clipnorm=clipnorm, **kwargs)
+    keras_sgd = keras.optimizers.SGD(global_clipnorm=clipnorm, **kwargs)
     for grads in steps:
         grouped.apply([keras.ops.convert_to_tensor(g) for g in grads], ours)
         keras_sgd.apply([keras.ops.convert_to_tensor(g) for g in grads], theirs)
@@ -67,6 +69,11 @@ def test_fused_update_equals_keras_sgd(momentum, nesterov):
         kinds = {op.type for op in traced.graph.get_operations()}
         fused_kernel = "ResourceApplyKerasMomentum" if momentum else "ResourceApplyGradientDescent"
         assert fused_kernel in kinds
+        # The clip scale multiplies scalars (the learning rate), no gradient.
+        multiplied = [
+            op.outputs[0].shape.rank for op in traced.graph.get_operations() if op.type == "Mul"
+        ]
+        assert multiplied and set(multiplied) == {0}
 
 
 def test_selection_picks_the_lowest_finite_loss():
