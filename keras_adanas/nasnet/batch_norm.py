@@ -70,11 +70,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             inputs, self.gamma.value, self.beta.value, epsilon=self.epsilon, is_training=True
         )
         # The kernel returns the batch variance with Bessel's correction;
-        # Keras' moving variance follows the biased one.
-        # (Values per channel from the tensor's size: one op where slicing
-        # the shape took a dozen, in each of a network's batch norms.)
-        count = tf.cast(tf.size(inputs, out_type=tf.int64), variance.dtype) / inputs.shape[-1]
-        variance = variance * (1.0 - 1.0 / tf.maximum(count, 1.0))
+        # Keras' moving variance follows the biased one: times
+        # `1 - 1 / count`, `count = size / channels` values per channel.
+        # (From the tensor's size: one op where slicing the shape took a
+        # dozen, in each of a network's batch norms.)
+        size = tf.cast(tf.size(inputs, out_type=tf.int64), variance.dtype)
+        channels = float(inputs.shape[-1])
+        variance = variance * (1.0 - channels / tf.maximum(size, channels))
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(
             self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
