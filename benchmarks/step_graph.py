@@ -14,6 +14,12 @@ takes three, and four in the gradient). A NASNet-A has hundreds of variables
 and over a hundred regularized kernels, and a small search spends most of its
 time tracing and compiling the step, which grows with its op count.
 
+A third column runs ours with TensorFlow's graph optimizer (Grappler) off,
+which a user sets process-wide with
+`tf.config.optimizer.set_experimental_options({"disable_meta_optimizer":
+True})`: the first step skips the graph rewrites, the later ones run
+without them.
+
 Each round builds a fresh `Distiller` of `--candidates` candidates of
 `--architecture` (a fresh model traces and compiles from scratch) and trains
 it `--steps` steps each way in turn. The figures: the first step (tracing,
@@ -26,6 +32,7 @@ the same ops, so the ratios are 1 up to noise.
 """
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -41,7 +48,9 @@ class KerasUpdateSGD(GroupedClippingSGD):
     clip scales multiplying the gradients before it."""
 
     def apply(self, grads, trainable_variables=None):
-        grads = self._clip_groups(list(grads), list(trainable_variables))
+        # JAX's stateless step passes the gradients alone.
+        variables = trainable_variables or self._trainable_variables
+        grads = self._clip_groups(list(grads), list(variables))
         return keras.optimizers.SGD.apply(self, grads, trainable_variables)
 
     update_step = keras.optimizers.SGD.update_step
@@ -76,6 +85,26 @@ def use_keras_l2(model):
         regularizer = getattr(variable, "regularizer", None)
         if isinstance(regularizer, WeightDecay):
             variable.regularizer = keras.regularizers.L2(regularizer.decay / 2)
+
+
+@contextlib.contextmanager
+def graph_optimizer(enabled):
+    """TensorFlow's Grappler on or off for the functions traced inside.
+    (TF reads the setting when it instantiates a function, at its first
+    call.) Elsewhere, nothing."""
+    if enabled or keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {"disable_meta_optimizer": before.get("disable_meta_optimizer", False)}
+        )
 
 
 def train(stock, architecture, candidates, images, labels, steps, batch_size, *, seed, count):
@@ -118,21 +147,25 @@ def main(argv=None):
     data = load_images(args.data)
     images = data.images.astype("float32")
     architecture = Architecture.parse(args.architecture)
-    ways = {"keras": True, "ours": False}
+    # name: (Keras' stock update and L2, Grappler on)
+    ways = {"keras": (True, True), "ours": (False, True)}
+    if keras.backend.backend() == "tensorflow":
+        ways["ours_no_grappler"] = (False, False)
     first, later, op_counts = ({name: [] for name in ways} for _ in range(3))
     for round_index in range(args.repeats):
-        for name, stock in ways.items():
-            seconds, op_count = train(
-                stock,
-                architecture,
-                args.candidates,
-                images,
-                data.labels,
-                args.steps,
-                args.batch_size,
-                seed=round_index,
-                count=round_index == 0,
-            )
+        for name, (stock, grappler) in ways.items():
+            with graph_optimizer(grappler):
+                seconds, op_count = train(
+                    stock,
+                    architecture,
+                    args.candidates,
+                    images,
+                    data.labels,
+                    args.steps,
+                    args.batch_size,
+                    seed=round_index,
+                    count=round_index == 0 and grappler,
+                )
             first[name].append(seconds[0])
             later[name].append(statistics.median(seconds[1:]))
             if op_count is not None:
@@ -142,13 +175,21 @@ def main(argv=None):
         f"backend {keras.backend.backend()}, {args.candidates} x {architecture}, "
         f"batch {args.batch_size}, {args.steps} steps, median of {args.repeats} rounds:"
     )
-    print(f"  {'':22}{'Keras stock':>14}{'ours':>14}{'keras/ours':>13}")
+    no_grappler = "ours_no_grappler" in ways
+    header = f"  {'':22}{'Keras stock':>14}{'ours':>14}{'keras/ours':>13}"
+    if no_grappler:
+        header += f"{'no Grappler':>14}{'ours/no Gr.':>13}"
+    print(header)
     rows = [("first step (s)", first, "{:.2f}"), ("later step (ms)", later, "{:.1f}")]
     for label, figures, form in rows:
         scale = 1000.0 if "ms" in label else 1.0
         theirs = statistics.median(figures["keras"]) * scale
         ours = statistics.median(figures["ours"]) * scale
-        print(f"  {label:22}{form.format(theirs):>14}{form.format(ours):>14}{theirs / ours:>13.2f}")
+        line = f"  {label:22}{form.format(theirs):>14}{form.format(ours):>14}{theirs / ours:>13.2f}"
+        if no_grappler:
+            bare = statistics.median(figures["ours_no_grappler"]) * scale
+            line += f"{form.format(bare):>14}{ours / bare:>13.2f}"
+        print(line)
     if op_counts["keras"]:
         (theirs,), (ours,) = op_counts["keras"], op_counts["ours"]
         print(f"  {'ops in the step':22}{theirs:>14}{ours:>14}{theirs / ours:>13.2f}")
