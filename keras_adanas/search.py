@@ -49,7 +49,10 @@ class GroupedClippingSGD(keras.optimizers.SGD):
     huge gradient would shrink every other candidate's update; here each
     group's gradient is rescaled to norm at most `group_clipnorm` on its own.
     On TensorFlow each variable's update is one fused kernel computing
-    Keras' SGD update; elsewhere it is Keras' own.
+    Keras' SGD update, and outside a `tf.distribute` strategy the group's
+    clip scale multiplies that kernel's learning rate rather than every
+    gradient (the same update, one scalar product per group); elsewhere it
+    is Keras' own update on the rescaled gradients.
 
     Args:
         groups: list of lists of variables; variables in no group are not
@@ -57,6 +60,15 @@ class GroupedClippingSGD(keras.optimizers.SGD):
         group_clipnorm: float, the norm each group is clipped to.
         **kwargs: `keras.optimizers.SGD` arguments (no `clipnorm`,
             `global_clipnorm` or `clipvalue`).
+
+    Example:
+
+    >>> first, second = keras.Variable([3.0, 4.0]), keras.Variable([0.3, 0.4])
+    >>> optimizer = GroupedClippingSGD([[first], [second]], group_clipnorm=1.0,
+    ...                                learning_rate=1.0)
+    >>> optimizer.apply([first.value, second.value], [first, second])
+    >>> first.numpy(), second.numpy()  # [3, 4] / 5 clipped; [0.3, 0.4] not
+    (array([2.4, 3.2], dtype=float32), array([0., 0.], dtype=float32))
     """
 
     def __init__(self, groups, group_clipnorm=CLIP_NORM, **kwargs):
