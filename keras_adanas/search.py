@@ -86,10 +86,12 @@ class GroupedClippingSGD(keras.optimizers.SGD):
             self._trainable_variables if trainable_variables is None else trainable_variables
         )
         grads = list(grads)
-        if _folds_clip_scale():
+        if _folds_clip_scale() and not self.gradient_accumulation_steps:
             # TensorFlow, no strategy: `update_step` multiplies the fused
             # kernel's learning rate by each group's scale (one scalar op per
             # group) instead of each gradient (one full-size op per variable).
+            # (Not when accumulating: each step's gradient is clipped before
+            # it joins the accumulator, and `update_step` sees only the sum.)
             self._clip_scales = self._group_scales(grads, list(variables))
             self._scaled_learning_rates = {}
             try:

@@ -76,6 +76,28 @@ def test_fused_update_equals_keras_sgd(momentum, nesterov, clipnorm):
         assert multiplied and set(multiplied) == {0}
 
 
+def test_each_accumulated_gradient_is_clipped_on_its_own():
+    """With `gradient_accumulation_steps`, each step's group gradient is
+    clipped before it joins the accumulator, on every backend."""
+    rng = np.random.default_rng(1)
+    initial = [rng.normal(size=shape).astype("float32") for shape in [(3, 4), (5,)]]
+    steps = [[rng.normal(size=w.shape).astype("float32") * k for w in initial] for k in (1, 9)]
+    kwargs = dict(learning_rate=0.1, momentum=0.9, gradient_accumulation_steps=2)
+    ours, theirs = [keras.Variable(w) for w in initial], [keras.Variable(w) for w in initial]
+    grouped = GroupedClippingSGD([ours], group_clipnorm=1.0, **kwargs)
+    keras_sgd = keras.optimizers.SGD(**kwargs)
+    for grads in steps:
+        norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+        clipped = [g / max(norm, 1.0) for g in grads]
+        grouped.apply([keras.ops.convert_to_tensor(g) for g in grads], ours)
+        keras_sgd.apply([keras.ops.convert_to_tensor(g) for g in clipped], theirs)
+    for a, b, start in zip(ours, theirs, initial, strict=True):
+        assert not np.allclose(keras.ops.convert_to_numpy(a), start)  # one update was made
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6, atol=1e-7
+        )
+
+
 def test_selection_picks_the_lowest_finite_loss():
     assert select_candidate([2.3, 1.1, 1.7]) == 1
     assert select_candidate([np.nan, 1.9, np.inf]) == 1
