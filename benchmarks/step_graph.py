@@ -47,13 +47,8 @@ class KerasUpdateSGD(GroupedClippingSGD):
     """`GroupedClippingSGD` with `keras.optimizers.SGD`'s update step, the
     clip scales multiplying the gradients before it."""
 
-    def apply(self, grads, trainable_variables=None):
-        # JAX's stateless step passes the gradients alone.
-        variables = trainable_variables or self._trainable_variables
-        grads = self._clip_groups(list(grads), list(variables))
-        return keras.optimizers.SGD.apply(self, grads, trainable_variables)
-
-    update_step = keras.optimizers.SGD.update_step
+    def _fuses_update(self, gradient, variable):
+        return False
 
 
 class StepTimes(keras.callbacks.Callback):

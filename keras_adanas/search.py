@@ -115,7 +115,7 @@ class GroupedClippingSGD(keras.optimizers.SGD):
 
     def update_step(self, gradient, variable, learning_rate):
         scale = (self._clip_scales or {}).get(self._var_key(variable))
-        if not _fuses_momentum_update(gradient, variable):
+        if not self._fuses_update(gradient, variable):
             if scale is not None:
                 gradient = ops.multiply(gradient, ops.cast(scale, gradient.dtype))
             return super().update_step(gradient, variable, learning_rate)
@@ -150,6 +150,17 @@ class GroupedClippingSGD(keras.optimizers.SGD):
             momentum=tf.cast(self.momentum, variable.dtype),
             use_nesterov=self.nesterov,
         )
+
+    def _fuses_update(self, gradient, variable):
+        """Whether `update_step` updates `variable` with TensorFlow's fused
+        kernel: on the TensorFlow backend, for a dense gradient of a
+        TensorFlow variable (what Keras' TensorFlow optimizer hands
+        `update_step`). Otherwise it runs Keras' update step."""
+        if keras.config.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return isinstance(variable, tf.Variable) and not isinstance(gradient, tf.IndexedSlices)
 
     def _group_scales(self, grads, variables):
         """Returns `{self._var_key(variable): scale}` for every variable of a
@@ -206,17 +217,6 @@ def _folds_clip_scale():
     import tensorflow as tf
 
     return not tf.distribute.has_strategy()
-
-
-def _fuses_momentum_update(gradient, variable):
-    """Whether `GroupedClippingSGD` updates `variable` with TensorFlow's fused
-    kernel: on the TensorFlow backend, for a dense gradient of a TensorFlow
-    variable (what Keras' TensorFlow optimizer hands `update_step`)."""
-    if keras.config.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return isinstance(variable, tf.Variable) and not isinstance(gradient, tf.IndexedSlices)
 
 
 class ThroughputTimer(keras.callbacks.Callback):
