@@ -171,6 +171,9 @@ images = np.load({str(tmp_path / "images.npy")!r})
 for name, path in {paths!r}.items():
     model = tf.saved_model.load(path)
     assert sorted(model.signatures) == ["serve", "serve_float", "serving_default"]
+    _, default_inputs = model.signatures["serving_default"].structured_input_signature
+    assert default_inputs["images"].dtype == tf.uint8, default_inputs
+    assert len(model.variables) == {len(fitted.ensemble_.variables)}, len(model.variables)
     np.save(f"{{name}}_served.npy", model.serve(tf.constant(images)).numpy())
     np.save(f"{{name}}_served_float.npy",
             model.serve_float(tf.constant(images.astype("float32"))).numpy())
