@@ -776,11 +776,17 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         Its `serve` endpoint takes uint8 images `(N, H, W, C)`, `serve_float`
         float32 images in [0, 255]; both return probabilities in the order of
         `classes_`. It loads with `tf.saved_model.load` without keras_adanas.
+
+        Args:
+            path: str or `os.PathLike`, the SavedModel folder: a new one, an
+                empty one, or an earlier SavedModel's, which is replaced. A
+                file or a folder holding anything else is refused with a
+                `ValueError` before anything is written.
         """
         self._check_fitted()
         from keras_adanas.serving import export_saved_model
 
-        export_saved_model(self.ensemble_, os.fspath(path))
+        export_saved_model(self.ensemble_, path)
 
     def _params_record(self):
         """The arguments as JSON: generator objects serialized, N@F normalized."""

@@ -192,6 +192,9 @@ def _predict(args):
 
 
 def _export(args):
+    from keras_adanas.serving import check_export_path
+
+    check_export_path(args.path)  # before the model loads
     _load(args.model).export(args.path)
     print(f"Wrote the SavedModel to {args.path!r}.")
     return 0

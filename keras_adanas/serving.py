@@ -32,6 +32,57 @@ def probabilities_model(ensemble):
     return keras.Model(ensemble.input, probabilities, name=f"{ensemble.name}_probabilities")
 
 
+def check_export_path(path):
+    """Refuses an export destination whose contents the export would destroy.
+
+    The export replaces `path` as a whole, so `path` must be new, an empty
+    folder, or the folder of an earlier SavedModel (it holds
+    `saved_model.pb`). A file, or a folder holding anything else (a project
+    directory, say), is refused before anything is written.
+
+    Args:
+        path: str or `os.PathLike`, the SavedModel folder to write.
+
+    Returns:
+        The absolute path, as a str.
+
+    Raises:
+        TypeError: `path` is not a str or `os.PathLike`.
+        ValueError: `path` is a file, a folder holding no SavedModel, or lies
+            under a file.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"`path` must be a str or os.PathLike, the SavedModel folder to write. "
+            f"Received: path={path!r} of type {type(path).__name__}"
+        )
+    absolute = os.path.abspath(os.fspath(path))
+    if os.path.isdir(absolute):
+        if os.listdir(absolute) and not os.path.isfile(os.path.join(absolute, "saved_model.pb")):
+            raise ValueError(
+                "`path` is a folder that holds no SavedModel (no saved_model.pb), "
+                "and the export would replace it with everything in it. Expected a "
+                "new folder, an empty one, or an earlier SavedModel's. "
+                f"Received: path={os.fspath(path)!r}"
+            )
+        return absolute
+    if os.path.lexists(absolute):
+        raise ValueError(
+            "`path` is an existing file, and the export would replace it with a "
+            "SavedModel folder. Expected a new folder, an empty one, or an earlier "
+            f"SavedModel's. Received: path={os.fspath(path)!r}"
+        )
+    ancestor = os.path.dirname(absolute)
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ValueError(
+            f"`path` lies under {ancestor!r}, which is a file, not a folder. "
+            f"Received: path={os.fspath(path)!r}"
+        )
+    return absolute
+
+
 def export_saved_model(ensemble, path):
     """Writes a SavedModel serving class probabilities, atomically.
 
@@ -46,8 +97,11 @@ def export_saved_model(ensemble, path):
 
     Args:
         ensemble: an `Ensemble` (images -> logits).
-        path: str, the folder to write; an existing one is replaced.
+        path: str or `os.PathLike`, the folder to write: a new one, an empty
+            one, or an earlier SavedModel's, which is replaced
+            (`check_export_path`).
     """
+    path = check_export_path(path)
     if keras.backend.backend() == "torch":
         _export_under_tensorflow(ensemble, path)
         return
@@ -123,6 +177,7 @@ def _main(argv):
     if len(argv) != 2:
         print("usage: python -m keras_adanas.serving MODEL.keras SAVED_MODEL_DIR", file=sys.stderr)
         return 2
+    check_export_path(argv[1])  # before the model loads
     import keras_adanas  # noqa: F401  (registers the layers the file names)
 
     export_saved_model(keras.saving.load_model(argv[0]), argv[1])

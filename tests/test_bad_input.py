@@ -282,6 +282,38 @@ def test_save_needs_a_keras_path(fitted, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_export_refuses_to_replace_what_is_not_a_saved_model(fitted, tmp_path):
+    """The export replaces its folder as a whole: a file, a project directory
+    or a path under a file is refused, and every file is left as it was."""
+    from keras_adanas.serving import check_export_path
+
+    saved_file = tmp_path / "classifier.keras"
+    saved_file.write_bytes(b"a saved classifier")
+    project = tmp_path / "project"
+    (project / "iteration_001").mkdir(parents=True)
+    (project / "search.json").write_text("{}")
+    cases = [
+        (saved_file, ValueError, "is an existing file.*Received: path='.*classifier.keras'"),
+        (project, ValueError, "holds no SavedModel.*Received: path='.*project'"),
+        (saved_file / "saved_model", ValueError, "lies under '.*classifier.keras', which is a"),
+        (7, TypeError, "Received: path=7 of type int"),
+    ]
+    before = snapshot(tmp_path)
+    for path, error, message in cases:
+        with pytest.raises(error, match=message):
+            fitted.export(path)
+    assert snapshot(tmp_path) == before
+    assert sorted(os.listdir(tmp_path)) == ["classifier.keras", "project"]
+    assert sorted(os.listdir(project)) == ["iteration_001", "search.json"]
+
+    # What it may replace: a new folder, an empty one, an earlier SavedModel's.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "earlier" / "variables").mkdir(parents=True)
+    (tmp_path / "earlier" / "saved_model.pb").write_bytes(b"")
+    for name in ("new", "empty", "earlier"):
+        assert check_export_path(tmp_path / name) == str(tmp_path / name)
+
+
 # === A project directory that holds another search ===
 
 
@@ -393,6 +425,7 @@ def bad_values(data_path):
         "evaluate a corrupt model": (["evaluate", "{corrupt}", data_path], "not a readable"),
         "report a missing project": (["report", "{dir}"], "No saved classifier"),
         "export a missing model": (["export", "{dir}", "{dir}_saved"], "No saved classifier"),
+        "export over a file": (["export", "{model}", "{corrupt}"], "is an existing file"),
     }
 
 
