@@ -696,9 +696,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         loaded = load_images(*_as_pair(data, y), split=split, classes=list(self.classes_))
         expected = tuple(self.ensemble_.input_shape[1:])
         if loaded.image_shape != expected:
+            # A rank-3 array reads as a batch of grayscale images.
+            one_image = tuple(getattr(data, "shape", ())) == expected
+            hint = " (one image: pass a batch of one, `images[None]`)" if one_image else ""
             raise ValueError(
                 f"Images must have shape {expected}, as in training. Received: "
-                f"images of shape {loaded.image_shape}"
+                f"images of shape {loaded.image_shape}{hint}"
             )
         if labels_required and loaded.labels is None:
             raise ValueError("Scoring needs labels. Received: y=None")

@@ -204,6 +204,7 @@ def predict_cases(x):
             (np.zeros((2, 28, 28, 3), "uint8"),),
             r"\(32, 32, 3\)",
         ),
+        "predict, one image": ("predict", (x[0],), r"one image: pass a batch of one"),
         "predict, a missing path": ("predict", ("nothing.npz",), "nothing.npz"),
         "predict, NaN pixels": ("predict", (nan,), "NaN"),
         "predict, flat images": ("predict", (x.reshape(len(x), -1),), "rank 4"),
