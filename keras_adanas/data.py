@@ -435,7 +435,8 @@ def load_images(source, y=None, *, split="train", classes=None):
             to an `.npz` file or to a folder of class subfolders, or one of
             `"cifar10"`, `"cifar100"`, `"mnist"`, `"fashion_mnist"`, `"digits"`.
         y: labels when `source` is an array of images; None otherwise.
-            Labels may be ints (class indices) or strings (class names).
+            Labels may be ints (class indices) or strings (class names),
+            all of one kind, of shape `(N,)` or `(N, 1)` (not one-hot).
         split: `"train"` or `"test"`, for the sources that have splits
             (`.npz` files and `keras.datasets` names).
         classes: None to infer the classes (ints: `0..max`, strings: sorted),
@@ -584,12 +585,22 @@ def _validate_images(x):
 
 
 def _encode_labels(y, num_images, classes):
-    labels = np.asarray(y)
+    if isinstance(y, (list, tuple)) and any(isinstance(v, (str, bytes)) for v in y):
+        labels = np.asarray(y, dtype=object)  # NumPy would make ["cat", 1] all strings
+    else:
+        labels = np.asarray(y)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
+        one_hot = (
+            labels.ndim == 2
+            and labels.dtype.kind in "iuf"
+            and np.isin(labels, (0, 1)).all()
+            and (labels.sum(axis=1) == 1).all()
+        )
+        hint = " (one-hot labels: pass `labels.argmax(axis=1)`)" if one_hot else ""
         raise ValueError(
-            f"Labels must have shape (N,) or (N, 1). Received: labels.shape={labels.shape}"
+            f"Labels must have shape (N,) or (N, 1). Received: labels.shape={labels.shape}{hint}"
         )
     if labels.shape[0] != num_images:
         raise ValueError(
@@ -598,6 +609,8 @@ def _encode_labels(y, num_images, classes):
         )
     if labels.dtype.kind == "S":
         labels = labels.astype(str)
+    if labels.dtype.kind == "O":  # a list or pandas column of mixed values
+        labels = _object_labels(labels)
     if (
         labels.dtype.kind == "f"
         and np.all(np.isfinite(labels))
@@ -612,6 +625,29 @@ def _encode_labels(y, num_images, classes):
         "Labels must be ints (class indices) or strings (class names). "
         f"Received: labels with dtype={labels.dtype}"
     )
+
+
+def _object_labels(labels):
+    """An object array of labels (a list or pandas column of Python values) as
+    str or int64, or a `TypeError` naming the first label that is neither a
+    class name nor a class index like the first one."""
+    values = [v.decode() if isinstance(v, bytes) else v for v in labels.tolist()]
+    kinds = [_label_kind(v) for v in values]
+    if not values or (kinds[0] is not None and kinds.count(kinds[0]) == len(kinds)):
+        return np.asarray(values, dtype=np.int64 if kinds and kinds[0] == "int" else str)
+    index = next(i for i, kind in enumerate(kinds) if kind is None or kind != kinds[0])
+    raise TypeError(
+        "Labels must be all ints (class indices) or all strings (class names). "
+        f"Received: {values[index]!r} of type {type(values[index]).__name__} at index {index}"
+    )
+
+
+def _label_kind(value):
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return "int"
+    return None
 
 
 def _encode_int_labels(labels, classes):

@@ -57,6 +57,19 @@ def test_arrays_with_string_labels(cifar10):
     assert load_images((x, names)).classes == ("cat", "dog")
 
 
+def test_labels_in_an_object_array_read_as_names_or_indices():
+    """Object arrays (a pandas column of names, Python ints from a list of
+    mixed sources) and bytes read as the names or indices they hold."""
+    x = random_images(4)
+    names = np.array(["cat", "dog", "dog", "cat"], dtype=object)
+    assert load_images(x, names).labels.tolist() == [0, 1, 1, 0]
+    data = load_images(x, np.array([b"cat", b"dog", b"dog", b"cat"], dtype=object))
+    assert data.classes == ("cat", "dog") and data.labels.tolist() == [0, 1, 1, 0]
+    indices = np.array([np.int64(2), 0, 1, 2], dtype=object)
+    data = load_images(x, indices)
+    assert data.classes == (0, 1, 2) and data.labels.tolist() == [2, 0, 1, 2]
+
+
 def test_given_classes_map_labels(cifar10):
     x = cifar10["x_train"][:10]
     data = load_images(x, ["b", "a"] * 5, classes=["b", "a", "c"])
