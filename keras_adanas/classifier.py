@@ -732,6 +732,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         path = os.fspath(path)
         if not path.endswith(".keras"):
             raise ValueError(f"`path` must end in '.keras'. Received: path={path!r}")
+        if os.path.isdir(path):
+            raise ValueError(f"`path` is a folder, not a .keras file. Received: path={path!r}")
         self.ensemble_.metadata = self._metadata()
         save_model_atomically(self.ensemble_, path)
 

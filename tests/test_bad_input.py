@@ -299,6 +299,10 @@ def test_save_needs_a_keras_path(fitted, tmp_path):
     with pytest.raises(ValueError, match="end in '.keras'. Received: path="):
         fitted.save(tmp_path / "classifier.h5")
     assert not os.listdir(tmp_path)
+    (tmp_path / "folder.keras").mkdir()
+    with pytest.raises(ValueError, match="is a folder, not a .keras file. Received: path="):
+        fitted.save(tmp_path / "folder.keras")
+    assert os.listdir(tmp_path) == ["folder.keras"] and not os.listdir(tmp_path / "folder.keras")
 
 
 def test_export_refuses_to_replace_what_is_not_a_saved_model(fitted, tmp_path):
