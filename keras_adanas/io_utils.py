@@ -1,8 +1,10 @@
 """Atomic writes: every file or folder appears whole or not at all.
 
-Each writer writes to a temporary name in the destination's folder, then
-renames it over the destination (`os.replace`, atomic on POSIX), so a reader
-never sees a half-written file, even after a crash.
+Each writer writes to a temporary name in the destination's folder, flushes
+it to the disk (`os.fsync`), then renames it over the destination
+(`os.replace`, atomic on POSIX), so a reader never sees a half-written file,
+even after a crash of the machine: without the flush, a file system may commit
+the rename before the data and leave an empty file in its place.
 """
 
 import json
@@ -26,10 +28,16 @@ def _write_file_atomically(write, path, suffix=""):
     temporary = _temporary_path(path, suffix=suffix)
     try:
         write(temporary)
+        _flush_to_disk(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _flush_to_disk(path):
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
 
 
 def save_model_atomically(model, path):
@@ -48,8 +56,6 @@ def write_json_atomically(data, path):
     def write(temporary):
         with open(temporary, "w") as file:
             json.dump(data, file, indent=2, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
 
     _write_file_atomically(write, path)
 
@@ -97,6 +103,9 @@ def write_directory_atomically(write, path):
     old = None
     try:
         write(temporary)
+        for root, _, names in os.walk(temporary):
+            for name in names:
+                _flush_to_disk(os.path.join(root, name))
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
             os.rmdir(old)
