@@ -1,16 +1,19 @@
 """The time to export an ensemble as a SavedModel: Keras' way (track the
 model, then one endpoint per input dtype, each tracing the model) against
 `keras_adanas.serving.export_saved_model` (one trace of the model, which the
-uint8 endpoint calls, and the variables listed without `track`'s walk of the
-model's object graph), as a ratio measured in the same run.
+uint8 endpoint calls; on TensorFlow, the variables listed without `track`'s
+walk of the model's object graph; on JAX, no gradients), as a ratio measured
+in the same run.
 
     python benchmarks/export_time.py
     python benchmarks/export_time.py --architecture 2@96 --members 3
+    KERAS_BACKEND=jax python benchmarks/export_time.py --repeats 2
 
-TensorFlow backend only (on JAX, `export_saved_model` is Keras' way). Each
-round exports one ensemble of `--members` random members of `--architecture`
-both ways, the first of them alternating; each figure quotes the median of `--repeats` rounds. The
-two SavedModels' probabilities on the same images are checked to agree.
+TensorFlow or JAX backend (TensorFlow installed). Each round exports one
+ensemble of `--members` random members of `--architecture` both ways, the
+first of them alternating; each figure quotes the median of `--repeats`
+rounds. The two SavedModels' probabilities on the same images are checked to
+agree.
 """
 
 import argparse
@@ -62,8 +65,8 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args(argv)
-    if keras.backend.backend() != "tensorflow":
-        parser.error(f"needs the TensorFlow backend. Received: {keras.backend.backend()}")
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        parser.error(f"needs the TensorFlow or JAX backend. Received: {keras.backend.backend()}")
 
     architecture = Architecture.parse(args.architecture)
     image_shape = (args.image_size, args.image_size, 3)
@@ -92,7 +95,7 @@ def main(argv=None):
     ours = statistics.median(seconds["ours"])
     print(
         f"{args.members} x {architecture}, {args.image_size}x{args.image_size} images, "
-        f"SavedModel export (median of {args.repeats}):"
+        f"SavedModel export on {keras.backend.backend()} (median of {args.repeats}):"
     )
     print(f"  Keras' way (track, one trace per endpoint): {keras_seconds:.2f} s")
     print(f"  export_saved_model:                         {ours:.2f} s")
