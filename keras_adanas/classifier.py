@@ -751,6 +751,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             An `AdaNASClassifier`.
         """
         path = os.fspath(path)
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ValueError(
+                f"{path!r} is a SavedModel (written by `export`), which serves with "
+                "`tf.saved_model.load`: `load` reads a .keras file (`save`) or a "
+                "project directory."
+            )
         if os.path.isdir(path):
             path = os.path.join(path, ENSEMBLE_FILE)
         if not os.path.isfile(path):

@@ -263,6 +263,8 @@ def load_cases(tmp_path, saved):
     (tmp_path / "half.keras").write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
     (tmp_path / "record.json").write_text("{}")
     (tmp_path / "empty_project").mkdir()
+    (tmp_path / "saved_model" / "variables").mkdir(parents=True)
+    (tmp_path / "saved_model" / "saved_model.pb").write_bytes(b"")
     NASNetA("1@24", 10).save(tmp_path / "plain.keras")
     return {
         "missing file": (tmp_path / "missing.keras", FileNotFoundError, "No saved classifier"),
@@ -275,6 +277,7 @@ def load_cases(tmp_path, saved):
             FileNotFoundError,
             "No saved classifier",
         ),
+        "SavedModel": (tmp_path / "saved_model", ValueError, "is a SavedModel .* `export`"),
     }
 
 
@@ -285,6 +288,7 @@ LOAD_CASES = [
     "JSON file",
     "plain Keras model",
     "project without ensemble",
+    "SavedModel",
 ]
 
 
