@@ -24,7 +24,7 @@ from keras_adanas.distribute import (
 )
 from keras_adanas.ensemble import MIXTURE_KINDS, Ensemble
 from keras_adanas.generators import get_generator, propose
-from keras_adanas.io_utils import save_model_atomically
+from keras_adanas.io_utils import check_folder_path, save_model_atomically
 from keras_adanas.nasnet import (
     recompute_batch_statistics,
     resolve_dtype_policy,
@@ -560,6 +560,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             raise TypeError(
                 f"`directory` must be a path or None. Received: directory={self.directory!r}"
             )
+        if self.directory is not None:
+            check_folder_path(self.directory, "directory")
         for name in ("kd_temperature", "kd_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -77,6 +77,36 @@ def save_figure_atomically(figure, path):
     return path
 
 
+def check_folder_path(path, argument):
+    """Checks that `path` is a folder, or could be made one.
+
+    Args:
+        path: str or `os.PathLike`.
+        argument: str, the argument's name for the error message.
+
+    Returns:
+        The absolute path, as a str.
+
+    Raises:
+        ValueError: `path` is a file, or lies under one.
+    """
+    absolute = os.path.abspath(os.fspath(path))
+    if os.path.lexists(absolute) and not os.path.isdir(absolute):
+        raise ValueError(
+            f"`{argument}` is an existing file, not a folder. "
+            f"Received: {argument}={os.fspath(path)!r}"
+        )
+    ancestor = os.path.dirname(absolute)
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ValueError(
+            f"`{argument}` lies under {ancestor!r}, which is a file, not a folder. "
+            f"Received: {argument}={os.fspath(path)!r}"
+        )
+    return absolute
+
+
 def read_json(path):
     """Reads a JSON file written by `write_json_atomically`.
 

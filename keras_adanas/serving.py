@@ -23,7 +23,7 @@ except ImportError as error:
         ".keras file without it."
     ) from error
 
-from keras_adanas.io_utils import write_directory_atomically
+from keras_adanas.io_utils import check_folder_path, write_directory_atomically
 
 
 def probabilities_model(ensemble):
@@ -72,15 +72,7 @@ def check_export_path(path):
             "SavedModel folder. Expected a new folder, an empty one, or an earlier "
             f"SavedModel's. Received: path={os.fspath(path)!r}"
         )
-    ancestor = os.path.dirname(absolute)
-    while not os.path.lexists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise ValueError(
-            f"`path` lies under {ancestor!r}, which is a file, not a folder. "
-            f"Received: path={os.fspath(path)!r}"
-        )
-    return absolute
+    return check_folder_path(path, "path")
 
 
 def export_saved_model(ensemble, path):

@@ -88,16 +88,23 @@ BAD_ARGUMENTS = [
     ({"verbose": 3}, ValueError, "verbose=3"),
     ({"verbose": True}, ValueError, "verbose=True"),
     ({"directory": 42}, TypeError, "directory=42"),
+    ({"directory": "{file}"}, ValueError, "`directory` is an existing file.*a_file'"),
+    ({"directory": "{file}/project"}, ValueError, "`directory` lies under '.*a_file', which"),
 ]
 
 
 @pytest.mark.parametrize("kwargs, error, message", BAD_ARGUMENTS)
 def test_bad_classifier_arguments(kwargs, error, message, images, tmp_path):
     directory = tmp_path / "project"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
     arguments = {"architecture": "1@24", "directory": str(directory), **kwargs}
+    if isinstance(arguments["directory"], str):
+        arguments["directory"] = arguments["directory"].replace("{file}", str(a_file))
     with pytest.raises(error, match=message):
         AdaNASClassifier(**arguments).fit(*images)
-    assert not directory.exists()
+    assert not directory.exists() and sorted(os.listdir(tmp_path)) == ["a_file"]
+    assert a_file.read_text() == ""
 
 
 # === Data given to fit ===
