@@ -61,7 +61,7 @@ def check_export_path(path):
         if os.listdir(absolute) and not os.path.isfile(os.path.join(absolute, "saved_model.pb")):
             raise ValueError(
                 "`path` is a folder that holds no SavedModel (no saved_model.pb), "
-                "and the export would replace it with everything in it. Expected a "
+                "and the export would delete it with everything in it. Expected a "
                 "new folder, an empty one, or an earlier SavedModel's. "
                 f"Received: path={os.fspath(path)!r}"
             )
