@@ -25,17 +25,10 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from predict_compile import fresh_ensemble  # benchmarks/, the script's folder
 
 from keras_adanas import Architecture
-from keras_adanas.ensemble import Ensemble, MixtureWeights
-from keras_adanas.search import build_candidates
 from keras_adanas.serving import export_saved_model, probabilities_model
-
-
-def fresh_ensemble(architecture, members, num_classes, image_shape, seed):
-    candidates = build_candidates([architecture] * members, num_classes, image_shape, 1, seed)
-    members = [c.without_auxiliary_head(name=f"member_{i + 1}") for i, c in enumerate(candidates)]
-    return Ensemble(members, MixtureWeights("uniform", len(members)))
 
 
 def keras_export(ensemble, path):

@@ -66,13 +66,7 @@ def check_export_path(path):
                 f"Received: path={os.fspath(path)!r}"
             )
         return absolute
-    if os.path.lexists(absolute):
-        raise ValueError(
-            "`path` is an existing file, and the export would replace it with a "
-            "SavedModel folder. Expected a new folder, an empty one, or an earlier "
-            f"SavedModel's. Received: path={os.fspath(path)!r}"
-        )
-    return check_folder_path(path, "path")
+    return check_folder_path(path, "path")  # a file, or a path under one
 
 
 def export_saved_model(ensemble, path):
