@@ -4,7 +4,9 @@ Each writer writes to a temporary name in the destination's folder, flushes
 it to the disk (`os.fsync`), then renames it over the destination
 (`os.replace`, atomic on POSIX), so a reader never sees a half-written file,
 even after a crash of the machine: without the flush, a file system may commit
-the rename before the data and leave an empty file in its place.
+the rename before the data and leave an empty file in its place. The folder
+holding the destination is flushed after the rename, so that once a writer
+returns, the rename itself survives a crash too.
 """
 
 import json
@@ -30,6 +32,7 @@ def _write_file_atomically(write, path, suffix=""):
         write(temporary)
         _flush_to_disk(temporary)
         os.replace(temporary, path)
+        _flush_folder_to_disk(os.path.dirname(temporary))
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -38,6 +41,21 @@ def _write_file_atomically(write, path, suffix=""):
 def _flush_to_disk(path):
     with open(path, "rb") as file:
         os.fsync(file.fileno())
+
+
+def _flush_folder_to_disk(folder):
+    """Flushes a folder's entries (the names in it) to the disk.
+
+    Windows cannot open a folder as a file; there, NTFS journals the rename
+    and nothing is done.
+    """
+    if os.name == "nt":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def save_model_atomically(model, path):
@@ -136,11 +154,13 @@ def write_directory_atomically(write, path):
         for root, _, names in os.walk(temporary):
             for name in names:
                 _flush_to_disk(os.path.join(root, name))
+            _flush_folder_to_disk(root)
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
             os.rmdir(old)
             os.replace(path, old)
         os.replace(temporary, path)
+        _flush_folder_to_disk(parent)
     finally:
         if os.path.exists(temporary):
             shutil.rmtree(temporary, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Atomic writes: each file reaches the disk before it is renamed into place,
-and a failed write leaves the destination as it was."""
+the rename reaches it before the writer returns, and a failed write leaves the
+destination as it was."""
 
 import os
 
@@ -29,7 +30,7 @@ def small_model():
     return keras.Model(inputs, keras.layers.Dense(2)(inputs))
 
 
-def test_each_file_is_flushed_before_its_rename(flushed, tmp_path):
+def test_each_file_is_flushed_before_its_rename_and_each_folder_after(flushed, tmp_path):
     model = small_model()
     io_utils.write_json_atomically({"a": 1}, tmp_path / "record.json")
     io_utils.save_arrays_atomically(tmp_path / "arrays.npz", x=np.arange(3))
@@ -46,6 +47,9 @@ def test_each_file_is_flushed_before_its_rename(flushed, tmp_path):
     files = ["record.json", "arrays.npz", "model.keras", "model.weights.h5"]
     files += ["saved_model/saved_model.pb", "saved_model/variables/data"]
     assert {(tmp_path / name).stat().st_ino for name in files} <= flushed
+    folders = [tmp_path, tmp_path / "saved_model", tmp_path / "saved_model" / "variables"]
+    if os.name != "nt":
+        assert {folder.stat().st_ino for folder in folders} <= flushed
     assert sorted(os.listdir(tmp_path)) == [
         "arrays.npz",
         "model.keras",
