@@ -649,10 +649,21 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(probabilities, axis=1)]
 
     def score(self, data, y=None, sample_weight=None):
-        """Accuracy on labelled data (the `"test"` split for sources with splits)."""
+        """Accuracy on labelled data (the `"test"` split for sources with splits).
+
+        Args:
+            data: images, or anything `load_images` accepts.
+            y: labels when `data` is an array of images.
+            sample_weight: None, or one non-negative weight per image; the
+                accuracy is then their weighted mean.
+
+        Returns:
+            A float in [0, 1].
+        """
         loaded = self._load(data, y, labels_required=True)
+        weights = _check_sample_weight(sample_weight, len(loaded))
         predictions = np.argmax(self._logits(loaded), axis=1)
-        return float(np.average(predictions == loaded.labels, weights=sample_weight))
+        return float(np.average(predictions == loaded.labels, weights=weights))
 
     def evaluate(self, data, y=None):
         """Returns `{"loss": cross-entropy, "accuracy": ...}` on labelled data."""
@@ -963,3 +974,28 @@ def _check_int(name, value, minimum):
         raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
+
+
+def _check_sample_weight(sample_weight, num_images):
+    """`sample_weight` as a float array `(num_images,)`, or None."""
+    if sample_weight is None:
+        return None
+    try:
+        weights = np.asarray(sample_weight, dtype="float64")
+    except (TypeError, ValueError):
+        raise TypeError(
+            "`sample_weight` must be numbers, one per image. Received: "
+            f"sample_weight of type {type(sample_weight).__name__}"
+        ) from None
+    if weights.shape not in ((num_images,), (num_images, 1)):
+        raise ValueError(
+            f"`sample_weight` must hold one weight per image, shape ({num_images},). "
+            f"Received: sample_weight.shape={weights.shape}"
+        )
+    weights = weights.reshape(num_images)
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not weights.sum() > 0:
+        raise ValueError(
+            "`sample_weight` must be finite and non-negative, and not all zero. "
+            f"Received: values in [{weights.min()}, {weights.max()}], sum {weights.sum()}"
+        )
+    return weights

@@ -16,6 +16,7 @@ return `keras.utils.PyDataset`s from `keras_adanas.batches` instead.
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -543,12 +544,19 @@ def _validate_images(x):
             f"Images must be a NumPy array (N, H, W, C) or (N, H, W). Received: "
             f"images of type {type(x).__name__} ({error})"
         ) from None
+    if isinstance(x, Mapping):
+        raise TypeError(
+            "Images must be a NumPy array (N, H, W, C) or (N, H, W); for images "
+            "with labels, pass the pair `(images, labels)`. Received: a "
+            f"{type(x).__name__} with keys {_preview(list(x), limit=4)}"
+        )
     if images.dtype == bool or not (
         np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
     ):
+        received = "" if isinstance(x, np.ndarray) else f" (from a {type(x).__name__})"
         raise TypeError(
             "Images must hold integer or float pixel values. Received: images "
-            f"with dtype={images.dtype}"
+            f"with dtype={images.dtype}{received}"
         )
     if images.ndim == 3:
         images = images[..., np.newaxis]

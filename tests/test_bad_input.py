@@ -236,6 +236,15 @@ def predict_cases(x):
         "predict_proba, pixels over 255": ("predict_proba", (x * 2.0,), r"\[0, 255\]"),
         "score, no labels": ("score", (x,), "needs labels"),
         "score, unknown class": ("score", (x[:2], [0, 12]), "outside the class range"),
+        "predict, a dict": ("predict", ({"images": x},), r"pass the pair `\(images, labels\)`"),
+        "score, one weight too few": (
+            "score",
+            (x[:2], [0, 1], [1.0]),
+            r"one weight per image, shape \(2,\). Received: sample_weight.shape=\(1,\)",
+        ),
+        "score, a negative weight": ("score", (x[:2], [0, 1], [1.0, -1.0]), "non-negative"),
+        "score, all weights zero": ("score", (x[:2], [0, 1], [0, 0]), "not all zero"),
+        "score, weights not numbers": ("score", (x[:2], [0, 1], ["a", "b"]), "must be numbers"),
         "evaluate, labels too long": ("evaluate", (x[:2], [0, 1, 2]), "2 images and 3 labels"),
         "evaluate, named labels for int classes": ("evaluate", (x[:1], ["cat"]), "outside"),
     }

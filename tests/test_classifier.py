@@ -80,6 +80,10 @@ def test_predict_score_evaluate(fitted, cifar_strings):
     assert set(predictions) <= set(fitted.classes_)
     np.testing.assert_array_equal(predictions, fitted.classes_[probabilities.argmax(axis=1)])
     assert fitted.score(x, y) == pytest.approx(np.mean(predictions == y))
+    # Weighted: only the images with weight count, in proportion to it.
+    weights = np.arange(64) % 3
+    expected = np.sum(weights * (predictions == y)) / np.sum(weights)
+    assert fitted.score(x, y, sample_weight=weights) == pytest.approx(expected)
     metrics = fitted.evaluate(x, y)
     expected_loss = -np.mean(
         np.log(probabilities[np.arange(64), np.searchsorted(fitted.classes_, y)])
