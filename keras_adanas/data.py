@@ -432,7 +432,8 @@ def load_images(source, y=None, *, split="train", classes=None):
     Args:
         source: NumPy images `(N, H, W, C)` or `(N, H, W)` (then `y` holds
             the labels), a pair `(x, y)`, a `tf.data.Dataset` of
-            `(image, label)` (batched or not; it is read into memory), a path
+            `(image, label)` or of images alone (batched or not; finite; it
+            is read into memory), a path
             to an `.npz` file or to a folder of class subfolders, or one of
             `"cifar10"`, `"cifar100"`, `"mnist"`, `"fashion_mnist"`, `"digits"`.
         y: labels when `source` is an array of images; None otherwise.
@@ -725,11 +726,24 @@ def _class_names(classes, class_names):
 
 
 def _read_dataset(dataset):
+    """`(images, labels)` of a finite dataset; labels are None when it
+    yields images alone."""
     spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) != 2:
+    images_only = isinstance(spec, tf.TensorSpec)
+    if not images_only and (not isinstance(spec, tuple) or len(spec) != 2):
         raise ValueError(
-            f"A tf.data.Dataset must yield (image, label) pairs. Received: element_spec={spec}"
+            "A tf.data.Dataset must yield (image, label) pairs, or images alone. "
+            f"Received: element_spec={spec}"
         )
+    if int(dataset.cardinality()) == tf.data.INFINITE_CARDINALITY:
+        # Reading it into memory would never end.
+        raise ValueError(
+            "A tf.data.Dataset must be finite: it is read into memory once, and "
+            "the search makes its own epochs. Received: a dataset that repeats "
+            "forever (drop its `.repeat()`)"
+        )
+    if images_only:
+        return _read_image_dataset(dataset), None
     image_spec, label_spec = spec
     batched = _is_batched(image_spec.shape, label_spec.shape)
     images, labels = [], []
@@ -740,6 +754,28 @@ def _read_dataset(dataset):
         else:
             images.append(image)
             labels.append(np.reshape(label, (-1,))[0])
+    images = _stack_dataset_images(images)
+    labels = [v.decode() if isinstance(v, bytes) else v for v in labels]
+    return images, np.asarray(labels)
+
+
+def _read_image_dataset(dataset):
+    """The images of a dataset of images alone, batched or not. A rank-3
+    element is one `(H, W, C)` image when its last dimension is at most 4
+    (channels), else a batch of `(H, W)` grayscale images."""
+    shape = dataset.element_spec.shape
+    last = shape[-1] if shape.rank else None
+    batched = shape.rank == 4 or (shape.rank == 3 and (last is None or last > 4))
+    images = []
+    for element in dataset.as_numpy_iterator():
+        if batched:
+            images.extend(element)
+        else:
+            images.append(element)
+    return _stack_dataset_images(images)
+
+
+def _stack_dataset_images(images):
     if not images:
         raise ValueError("The data is empty. Received: a tf.data.Dataset with no elements")
     shapes = {np.shape(image) for image in images}
@@ -748,8 +784,7 @@ def _read_dataset(dataset):
             "All images must have the same shape. Received: a tf.data.Dataset "
             f"with image shapes {sorted(shapes)}"
         )
-    labels = [v.decode() if isinstance(v, bytes) else v for v in labels]
-    return np.stack(images), np.asarray(labels)
+    return np.stack(images)
 
 
 def _is_batched(image_shape, label_shape):

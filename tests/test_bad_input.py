@@ -159,7 +159,19 @@ def fit_cases(x, y):
             (tf.data.Dataset.from_tensor_slices(x),),
             {},
             ValueError,
-            r"\(image, label\) pairs",
+            "`fit` needs labels",
+        ),
+        "dataset of triples": (
+            (tf.data.Dataset.from_tensor_slices((x, y, y)),),
+            {},
+            ValueError,
+            r"\(image, label\) pairs, or images alone",
+        ),
+        "a dataset that repeats forever": (
+            (tf.data.Dataset.from_tensor_slices((x, y)).repeat(),),
+            {},
+            ValueError,
+            r"must be finite.*drop its `\.repeat\(\)`",
         ),
         "validation images of another shape": (
             (x, y),

@@ -80,6 +80,11 @@ def test_predict_score_evaluate(fitted, cifar_strings):
     assert set(predictions) <= set(fitted.classes_)
     np.testing.assert_array_equal(predictions, fitted.classes_[probabilities.argmax(axis=1)])
     assert fitted.score(x, y) == pytest.approx(np.mean(predictions == y))
+    if keras.backend.backend() == "tensorflow":  # elsewhere TensorFlow may be absent
+        import tensorflow as tf
+
+        images_alone = tf.data.Dataset.from_tensor_slices(x).batch(16)
+        np.testing.assert_array_equal(fitted.predict(images_alone), predictions)
     # Weighted: only the images with weight count, in proportion to it.
     weights = np.arange(64) % 3
     expected = np.sum(weights * (predictions == y)) / np.sum(weights)

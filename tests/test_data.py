@@ -95,6 +95,30 @@ def test_tf_data_dataset(cifar10, batched):
     np.testing.assert_array_equal(data.labels, y)
 
 
+@pytest.mark.parametrize("batch", [None, 16])
+@pytest.mark.parametrize("channels", [3, None])
+def test_tf_data_dataset_of_images_alone(cifar10, batch, channels):
+    x = cifar10["x_train"][:50]
+    if channels is None:  # grayscale (H, W): a batch of them is rank 3
+        x = x[..., 0]
+    dataset = tf.data.Dataset.from_tensor_slices(x)
+    if batch:
+        dataset = dataset.batch(batch)
+    data = load_images(dataset)
+    assert data.labels is None
+    np.testing.assert_array_equal(data.images, x if channels else x[..., None])
+
+
+def test_a_dataset_that_repeats_forever_is_refused(cifar10):
+    x = cifar10["x_train"][:4]
+    for dataset in (
+        tf.data.Dataset.from_tensor_slices(x),
+        tf.data.Dataset.from_tensor_slices((x, [0, 1, 0, 1])),
+    ):
+        with pytest.raises(ValueError, match="must be finite"):
+            load_images(dataset.repeat())
+
+
 def test_tf_data_dataset_with_string_labels():
     x = random_images(4)
     dataset = tf.data.Dataset.from_tensor_slices((x, ["ship", "frog", "ship", "frog"]))
