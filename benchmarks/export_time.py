@@ -2,8 +2,9 @@
 model, then one endpoint per input dtype, each tracing the model) against
 `keras_adanas.serving.export_saved_model` (one trace of the model, which the
 uint8 endpoint calls; on TensorFlow, the variables listed without `track`'s
-walk of the model's object graph; on JAX, no gradients), as a ratio measured
-in the same run.
+walk of the model's object graph; on JAX, no gradients, but lowered for
+both CPU and CUDA where Keras' way lowers for this machine's alone), as a
+ratio measured in the same run.
 
     python benchmarks/export_time.py
     python benchmarks/export_time.py --architecture 2@96 --members 3

@@ -25,6 +25,9 @@ except ImportError as error:
 
 from keras_adanas.io_utils import check_folder_path, write_directory_atomically
 
+# The platforms a SavedModel exported from JAX runs on (jax2tf's names).
+SERVING_PLATFORMS = ("cpu", "cuda")
+
 
 def probabilities_model(ensemble):
     """The ensemble followed by a softmax: images -> class probabilities."""
@@ -80,7 +83,8 @@ def export_saved_model(ensemble, path):
     Preprocessing is inside the model, so a client sends raw images. The
     SavedModel loads with `tf.saved_model.load(path)` without keras_adanas
     and serves through TensorFlow Serving. It is for inference: exported
-    from the JAX backend, it holds no gradients.
+    from the JAX backend, it holds no gradients, and it runs on a CPU or an
+    NVIDIA GPU (`SERVING_PLATFORMS`), whichever platform exported it.
 
     Args:
         ensemble: an `Ensemble` (images -> logits).
@@ -104,8 +108,16 @@ def export_saved_model(ensemble, path):
             # reads. Without gradients: TensorFlow's saver traces the
             # gradient of jax2tf's custom-gradient wrapper, four fifths of
             # the export's time, for a SavedModel that only serves.
+            # Lowered for both CPU and CUDA: by default jax2tf lowers for the
+            # exporting machine's platform only, and TensorFlow refuses to run
+            # the SavedModel anywhere else.
             archive.track(model)
-            options = {"jax2tf_kwargs": {"with_gradient": False}}
+            options = {
+                "jax2tf_kwargs": {
+                    "with_gradient": False,
+                    "native_serialization_platforms": SERVING_PLATFORMS,
+                }
+            }
         else:
             # No `archive.track(model)`: besides listing the variables, it
             # walks the model's whole object graph for lookup tables, which

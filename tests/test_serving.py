@@ -41,3 +41,23 @@ def test_saved_model_serves_the_ensembles_probabilities(tmp_path):
         served_by_default,
     ):
         np.testing.assert_allclose(served.numpy(), expected, atol=1e-5)
+
+    if keras.backend.backend() == "jax":
+        # jax2tf lowers for the exporting platform alone unless told
+        # otherwise; TensorFlow would then refuse to serve on a GPU a model
+        # exported on a CPU.
+        assert lowered_platforms(tmp_path / "saved_model") == {(b"CPU", b"CUDA")}
+
+
+def lowered_platforms(folder):
+    """The platforms of each jax2tf-lowered function in a SavedModel."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((folder / "saved_model.pb").read_bytes())
+    return {
+        tuple(node.attr["platforms"].list.s)
+        for function in saved.meta_graphs[0].graph_def.library.function
+        for node in function.node_def
+        if node.op == "XlaCallModule"
+    }
