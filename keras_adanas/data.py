@@ -433,9 +433,9 @@ def load_images(source, y=None, *, split="train", classes=None):
         source: NumPy images `(N, H, W, C)` or `(N, H, W)` (then `y` holds
             the labels), a pair `(x, y)`, a `tf.data.Dataset` of
             `(image, label)` or of images alone (batched or not; finite; it
-            is read into memory), a path
-            to an `.npz` file or to a folder of class subfolders, or one of
-            `"cifar10"`, `"cifar100"`, `"mnist"`, `"fashion_mnist"`, `"digits"`.
+            is read into memory), a path to an `.npz` file or to a folder of
+            class subfolders, or one of `"cifar10"`, `"cifar100"`, `"mnist"`,
+            `"fashion_mnist"`, `"digits"`.
         y: labels when `source` is an array of images; None otherwise.
             Labels may be ints (class indices) or strings (class names),
             all of one kind, of shape `(N,)` or `(N, 1)` (not one-hot).
@@ -538,6 +538,12 @@ def _validate_images(x):
             "Images must be a NumPy array (N, H, W, C) or (N, H, W). Received: "
             f"images of type {type(x).__name__}"
         )
+    if isinstance(x, Mapping):
+        raise TypeError(
+            "Images must be a NumPy array (N, H, W, C) or (N, H, W); for images "
+            "with labels, pass the pair `(images, labels)`. Received: a "
+            f"{type(x).__name__} with keys {_preview(list(x), limit=4)}"
+        )
     try:
         images = np.asarray(x)
     except (TypeError, ValueError) as error:
@@ -545,12 +551,6 @@ def _validate_images(x):
             f"Images must be a NumPy array (N, H, W, C) or (N, H, W). Received: "
             f"images of type {type(x).__name__} ({error})"
         ) from None
-    if isinstance(x, Mapping):
-        raise TypeError(
-            "Images must be a NumPy array (N, H, W, C) or (N, H, W); for images "
-            "with labels, pass the pair `(images, labels)`. Received: a "
-            f"{type(x).__name__} with keys {_preview(list(x), limit=4)}"
-        )
     if images.dtype == bool or not (
         np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)
     ):
