@@ -633,7 +633,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
 
         Args:
             data: images, or anything `load_images` accepts (the `"test"` split
-                for sources with splits).
+                for sources with splits). Labels in it are ignored.
 
         Returns:
             A float array `(N, len(classes_))`.
@@ -706,7 +706,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
 
     def _load(self, data, y=None, labels_required=False, split="test"):
         self._check_fitted()
-        loaded = load_images(*_as_pair(data, y), split=split, classes=list(self.classes_))
+        loaded = load_images(
+            *_as_pair(data, y),
+            split=split,
+            classes=list(self.classes_),
+            with_labels=labels_required,
+        )
         expected = tuple(self.ensemble_.input_shape[1:])
         if loaded.image_shape != expected:
             # A rank-3 array reads as a batch of grayscale images.

@@ -426,7 +426,7 @@ def _as_batch(images):
     return images, False
 
 
-def load_images(source, y=None, *, split="train", classes=None):
+def load_images(source, y=None, *, split="train", classes=None, with_labels=True):
     """Loads and validates labelled images from any supported source.
 
     Args:
@@ -445,6 +445,8 @@ def load_images(source, y=None, *, split="train", classes=None):
             an int number of classes (int labels must lie in `[0, classes)`),
             or the sequence of label values, for example a fitted
             classifier's `classes_`; labels outside it are an error.
+        with_labels: False to read the images alone: labels in `source`
+            or `y` are dropped unchecked (what `predict` does).
 
     Returns:
         A `LabeledImages`.
@@ -469,6 +471,8 @@ def load_images(source, y=None, *, split="train", classes=None):
     else:
         x = source
     images = _validate_images(x)
+    if not with_labels:
+        y = None
     if y is None:
         if isinstance(classes, (int, np.integer)) and not isinstance(classes, bool):
             classes = range(int(classes))

@@ -272,6 +272,19 @@ def test_bad_data_given_to_a_fitted_classifier(case, fitted, images):
         getattr(fitted, method)(*args)
 
 
+def test_labels_given_to_predict_are_not_checked(fitted, images):
+    """predict reads images alone: the labels beside them, here names where
+    the classes are indices, are no error (score's are checked above)."""
+    x = images[0][:4]
+    expected = fitted.predict(x)
+    names = ["cat", "dog", "cat", "cat"]
+    np.testing.assert_array_equal(fitted.predict((x, names)), expected)
+    dataset = tf.data.Dataset.from_tensor_slices((x, names)).batch(3)
+    np.testing.assert_array_equal(fitted.predict(dataset), expected)
+    with pytest.raises(ValueError, match="outside the class range"):
+        fitted.score(dataset)
+
+
 @pytest.mark.parametrize(
     "method", ["predict", "predict_proba", "score", "evaluate", "save", "export"]
 )

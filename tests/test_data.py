@@ -109,6 +109,19 @@ def test_tf_data_dataset_of_images_alone(cifar10, batch, channels):
     np.testing.assert_array_equal(data.images, x if channels else x[..., None])
 
 
+def test_images_alone_from_a_labelled_source(cifar10):
+    x = cifar10["x_train"][:6]
+    odd_labels = [0, "cat", None, 0, 1, 2]  # an error, were they read
+    for source, y in (
+        (x, odd_labels),
+        ((x, odd_labels), None),
+        (tf.data.Dataset.from_tensor_slices((x, [b"a", b"b", b"c"] * 2)).batch(4), None),
+    ):
+        data = load_images(source, y, classes=range(10), with_labels=False)
+        assert data.labels is None and data.classes == tuple(range(10))
+        np.testing.assert_array_equal(data.images, x)
+
+
 def test_a_dataset_that_repeats_forever_is_refused(cifar10):
     x = cifar10["x_train"][:4]
     for dataset in (
