@@ -8,9 +8,10 @@
     keras-adanas demo [--directory runs/demo]
 
 DATA is anything `keras_adanas.load_images` reads by name or path: an `.npz`
-file, a folder of class subfolders, or `cifar10`, `cifar100`, `mnist`,
-`fashion_mnist`, `digits`. `demo` runs the whole job offline on `digits`
-(fit, report with plots, evaluate, export, and a check of the export).
+file, a folder of class subfolders (for `predict`, also a folder of image
+files), or `cifar10`, `cifar100`, `mnist`, `fashion_mnist`, `digits`. `demo`
+runs the whole job offline on `digits` (fit, report with plots, evaluate,
+export, and a check of the export).
 MODEL is a project directory or a `.keras` file written by
 `AdaNASClassifier.save`. A bad flag or bad data is reported in one line, with
 exit status 2, before anything trains or is written.

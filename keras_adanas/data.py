@@ -433,9 +433,10 @@ def load_images(source, y=None, *, split="train", classes=None, with_labels=True
         source: NumPy images `(N, H, W, C)` or `(N, H, W)` (then `y` holds
             the labels), a pair `(x, y)`, a `tf.data.Dataset` of
             `(image, label)` or of images alone (batched or not; finite; it
-            is read into memory), a path to an `.npz` file or to a folder of
-            class subfolders, or one of `"cifar10"`, `"cifar100"`, `"mnist"`,
-            `"fashion_mnist"`, `"digits"`.
+            is read into memory), a path to an `.npz` file, to a folder of
+            class subfolders or to a folder of image files alone (no
+            labels; in file-name order), or one of `"cifar10"`,
+            `"cifar100"`, `"mnist"`, `"fashion_mnist"`, `"digits"`.
         y: labels when `source` is an array of images; None otherwise.
             Labels may be ints (class indices) or strings (class names),
             all of one kind, of shape `(N,)` or `(N, 1)` (not one-hot).
@@ -854,38 +855,54 @@ def _read_npz(path, split, classes):
 
 
 def _read_folder(path):
-    from PIL import Image
-
+    """`(images, labels)` of a folder of class subfolders, or `(images, None)`
+    of a folder of image files alone (for `predict`; in file name order)."""
     class_dirs = sorted(
         d
         for d in os.listdir(path)
         if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
     )
     if not class_dirs:
-        raise ValueError(
-            "An image folder must hold one subfolder of images per class. "
-            f"Received: {path!r} with no subfolders"
-        )
-    arrays, labels, files = [], [], []
+        files = _image_files(path)
+        if not files:
+            raise ValueError(
+                "An image folder must hold one subfolder of images per class (or, "
+                f"to predict, image files). Received: {path!r} with neither"
+            )
+        return _stack_image_files(files), None
+    files, labels = [], []
     for name in class_dirs:
-        for file in sorted(os.listdir(os.path.join(path, name))):
-            if not file.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            file_path = os.path.join(path, name, file)
-            try:
-                with Image.open(file_path) as image:
-                    if image.mode not in ("L", "RGB"):
-                        image = image.convert("RGB")
-                    arrays.append(np.asarray(image))
-            except OSError as error:
-                raise ValueError(f"Could not read the image {file_path!r}: {error}") from None
-            labels.append(name)
-            files.append(file_path)
-    if not arrays:
+        in_class = _image_files(os.path.join(path, name))
+        files += in_class
+        labels += [name] * len(in_class)
+    if not files:
         raise ValueError(
             f"The data is empty. Received: {path!r} with no image files "
             f"({', '.join(IMAGE_EXTENSIONS)})"
         )
+    return _stack_image_files(files), np.asarray(labels)
+
+
+def _image_files(folder):
+    return [
+        os.path.join(folder, file)
+        for file in sorted(os.listdir(folder))
+        if file.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, file))
+    ]
+
+
+def _stack_image_files(files):
+    from PIL import Image
+
+    arrays = []
+    for file_path in files:
+        try:
+            with Image.open(file_path) as image:
+                if image.mode not in ("L", "RGB"):
+                    image = image.convert("RGB")
+                arrays.append(np.asarray(image))
+        except OSError as error:
+            raise ValueError(f"Could not read the image {file_path!r}: {error}") from None
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:
         first = {}
@@ -899,4 +916,4 @@ def _read_folder(path):
     if any(a.ndim == 3 for a in arrays):
         # Mixed grayscale and colour files: grayscale ones become RGB.
         arrays = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in arrays]
-    return np.stack(arrays), np.asarray(labels)
+    return np.stack(arrays)

@@ -285,6 +285,17 @@ def test_labels_given_to_predict_are_not_checked(fitted, images):
         fitted.score(dataset)
 
 
+def test_predict_reads_a_folder_of_image_files(fitted, images, tmp_path):
+    from PIL import Image
+
+    x = images[0][:3]
+    for i, image in enumerate(x):
+        Image.fromarray(image).save(tmp_path / f"photo_{i}.png")
+    np.testing.assert_array_equal(fitted.predict(tmp_path), fitted.predict(x))
+    with pytest.raises(ValueError, match="`fit` needs labels"):
+        AdaNASClassifier(architecture="1@24").fit(tmp_path)
+
+
 @pytest.mark.parametrize(
     "method", ["predict", "predict_proba", "score", "evaluate", "save", "export"]
 )

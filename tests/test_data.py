@@ -327,6 +327,15 @@ def test_mixed_image_sizes_in_a_folder(tmp_path):
         load_images(tmp_path)
 
 
+def test_a_folder_of_image_files_alone_reads_without_labels(tmp_path):
+    write_folder(tmp_path, {"photos": [(20, 24)] * 3})
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    data = load_images(tmp_path / "photos")
+    assert data.labels is None and len(data) == 3 and data.image_shape == (20, 24, 3)
+    first = np.asarray(Image.open(tmp_path / "photos" / "0.png"))
+    np.testing.assert_array_equal(data.images[0], first)  # in file name order
+
+
 def test_empty_folder_and_folder_without_classes(tmp_path):
     (tmp_path / "a").mkdir()
     with pytest.raises(ValueError, match="empty"):
