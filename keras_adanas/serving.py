@@ -105,16 +105,16 @@ def export_saved_model(ensemble, path):
         archive = keras.export.ExportArchive()
         if keras.backend.backend() == "jax":
             # `track` makes the TensorFlow variables the converted function
-            # reads. Without gradients: TensorFlow's saver traces the
-            # gradient of jax2tf's custom-gradient wrapper, four fifths of
-            # the export's time, for a SavedModel that only serves.
-            # Lowered for both CPU and CUDA: by default jax2tf lowers for the
-            # exporting machine's platform only, and TensorFlow refuses to run
-            # the SavedModel anywhere else.
+            # reads.
             archive.track(model)
             options = {
                 "jax2tf_kwargs": {
+                    # TensorFlow's saver traces the gradient of jax2tf's
+                    # custom-gradient wrapper, four fifths of the export's
+                    # time, for a SavedModel that only serves.
                     "with_gradient": False,
+                    # jax2tf's default, the exporting machine's platform
+                    # alone, would not run anywhere else.
                     "native_serialization_platforms": SERVING_PLATFORMS,
                 }
             }
