@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from keras_adanas.classifier import AdaNASClassifier
-from keras_adanas.data import DIGITS, load_images
+from keras_adanas.data import DIGITS, folder_image_files, load_images
 from keras_adanas.io_utils import save_arrays_atomically
 from keras_adanas.presets import PRESETS
 from keras_adanas.project import PLOTS_FOLDER
@@ -105,7 +105,10 @@ def build_parser():
     predict.add_argument("model", help="a project directory or a saved .keras classifier")
     predict.add_argument("data", help="images (their test split, if they have splits)")
     predict.add_argument(
-        "--output", required=True, help="an .npz file to write `labels` and `probabilities` to"
+        "--output",
+        required=True,
+        help="an .npz file to write `labels` and `probabilities` to (and, for a "
+        "folder, `files`: each row's image path within it)",
     )
 
     export = commands.add_parser("export", help="write a TensorFlow SavedModel", allow_abbrev=False)
@@ -187,7 +190,13 @@ def _predict(args):
     classifier = _load(args.model)
     probabilities = classifier.predict_proba(args.data)
     labels = classifier.classes_[np.argmax(probabilities, axis=1)]
-    save_arrays_atomically(args.output, labels=labels, probabilities=probabilities)
+    arrays = {"labels": labels, "probabilities": probabilities}
+    if os.path.isdir(args.data):
+        # Row i of the predictions is the i-th file `load_images` read; the
+        # paths, relative to DATA, say which photo each row belongs to.
+        files, _ = folder_image_files(args.data)
+        arrays["files"] = np.asarray([os.path.relpath(f, args.data) for f in files])
+    save_arrays_atomically(args.output, **arrays)
     print(f"Wrote {len(labels)} predictions to {args.output!r}.")
     return 0
 

@@ -854,9 +854,26 @@ def _read_npz(path, split, classes):
     return x, y, class_names, classes
 
 
-def _read_folder(path):
-    """`(images, labels)` of a folder of class subfolders, or `(images, None)`
-    of a folder of image files alone (for `predict`; in file name order)."""
+def folder_image_files(path):
+    """The image files of a folder, in the order `load_images` reads them.
+
+    A folder of class subfolders yields its files class by class (classes
+    and files in name order); a folder of image files alone yields them in
+    name order. Hidden subfolders and files of other kinds are skipped.
+
+    Args:
+        path: a folder that `load_images` reads.
+
+    Returns:
+        `(files, labels)`: the file paths, and their class subfolder names
+        (None for a folder of image files alone).
+
+    Example:
+
+    >>> files, labels = folder_image_files("photos")
+    >>> [os.path.basename(f) for f in files]
+    ['a.png', 'b.jpg']
+    """
     class_dirs = sorted(
         d
         for d in os.listdir(path)
@@ -869,7 +886,7 @@ def _read_folder(path):
                 "An image folder must hold one subfolder of images per class (or, "
                 f"to predict, image files). Received: {path!r} with neither"
             )
-        return _stack_image_files(files), None
+        return files, None
     files, labels = [], []
     for name in class_dirs:
         in_class = _image_files(os.path.join(path, name))
@@ -880,7 +897,14 @@ def _read_folder(path):
             f"The data is empty. Received: {path!r} with no image files "
             f"({', '.join(IMAGE_EXTENSIONS)})"
         )
-    return _stack_image_files(files), np.asarray(labels)
+    return files, labels
+
+
+def _read_folder(path):
+    """`(images, labels)` of a folder of class subfolders, or `(images, None)`
+    of a folder of image files alone (for `predict`)."""
+    files, labels = folder_image_files(path)
+    return _stack_image_files(files), None if labels is None else np.asarray(labels)
 
 
 def _image_files(folder):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import is_png
+from PIL import Image
 
 from keras_adanas import AdaNASClassifier
 from keras_adanas.cli import main
@@ -68,6 +69,21 @@ def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
             predictions["probabilities"], clf.predict_proba(small_npz), rtol=1e-5, atol=1e-7
         )
         np.testing.assert_array_equal(predictions["labels"], clf.predict(small_npz))
+        assert "files" not in predictions
+    # A folder: each row says which file it is, in the order read.
+    x_test = np.load(small_npz)["x_test"]
+    layouts = {"photos": ["b.png", "a.png", "c.png"], "labelled": ["dog/d.png", "cat/e.png"]}
+    for folder, names in layouts.items():
+        for name, image in zip(names, x_test, strict=False):
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(tmp_path / folder / name)
+    read = {"photos": ["a.png", "b.png", "c.png"], "labelled": ["cat/e.png", "dog/d.png"]}
+    rows = {"photos": [1, 0, 2], "labelled": [1, 0]}
+    for folder in layouts:
+        assert main(["predict", project, str(tmp_path / folder), "--output", output]) == 0
+        with np.load(output) as predictions:
+            assert predictions["files"].tolist() == [os.path.normpath(f) for f in read[folder]]
+            np.testing.assert_array_equal(predictions["labels"], clf.predict(x_test[rows[folder]]))
 
     saved_model = str(tmp_path / "saved_model")
     assert main(["export", project, saved_model]) == 0
