@@ -63,8 +63,18 @@ MIN_BATCH_SIZE_AFTER_OOM = 8
 def parse_budget(budget):
     """Parses a parameter budget: an int, or a string like `"33M"`, `"3.3M"`, `"500k"`.
 
+    Args:
+        budget: None (no budget), a positive int, or a str: a number with an
+            optional unit, `k` (thousand), `M` (million) or `G`/`B`
+            (billion), in either case; commas and underscores are ignored.
+
     Returns:
         An int, or None for no budget.
+
+    Example:
+
+    >>> parse_budget("3.3M"), parse_budget("500k"), parse_budget("1_000")
+    (3300000, 500000, 1000)
     """
     if budget is None:
         return None

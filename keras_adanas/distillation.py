@@ -22,10 +22,19 @@ MODES = ("none", "born_again", "adaptive")
 class Distillation:
     """A distillation setting.
 
+    `AdaNASClassifier` builds one from its `distillation`, `kd_temperature`
+    and `kd_weight` arguments, and its `distillation` argument takes one too.
+
     Args:
         mode: one of `"none"`, `"born_again"`, `"adaptive"`.
         temperature: float > 0, `T`.
         weight: float >= 0, the KD term's weight in a candidate's loss.
+
+    Example:
+
+    >>> kd = Distillation("adaptive", temperature=2.0)
+    >>> AdaNASClassifier(distillation=kd).distillation
+    Distillation(mode='adaptive', temperature=2.0, weight=1.0)
     """
 
     mode: str = "none"

@@ -14,6 +14,14 @@ class Generator(Protocol):
     A generator is any object with a `candidates(previous, iteration)` method.
     It must be deterministic: the same arguments give the same candidates (a
     resumed search relies on it).
+
+    Example:
+
+    >>> class Deeper:  # one candidate, a cell deeper than the last member
+    ...     def candidates(self, previous, iteration):
+    ...         last = previous[-1] if previous else Architecture(1, 24)
+    ...         return [Architecture(last.depth + 1, last.filters)]
+    >>> classifier = AdaNASClassifier(generator=Deeper(), max_iterations=3)
     """
 
     def candidates(self, previous, iteration):

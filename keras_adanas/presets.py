@@ -34,7 +34,15 @@ class Preset:
         description: str, one line.
         arguments: a read-only mapping of `AdaNASClassifier` arguments.
         paper_error: a read-only mapping `{"cifar10": %, "cifar100": %}` of
-            the test error the paper reports (empty for `smoke`).
+            the test error the paper reports (empty for `smoke` and `demo`).
+
+    Example:
+
+    >>> preset = get_preset("w-akd")
+    >>> preset.description
+    'G_C 6@768 x 10, adaptive distillation, learned scalar weights'
+    >>> preset.paper_error["cifar10"]
+    2.26
     """
 
     name: str
@@ -167,8 +175,19 @@ PRESETS = {
 def get_preset(name):
     """Returns the `Preset` called `name`.
 
+    Args:
+        name: str, one of the keys of `PRESETS`.
+
+    Returns:
+        A `Preset`.
+
     Raises:
         ValueError: for an unknown name, listing the known ones.
+
+    Example:
+
+    >>> get_preset("smoke").arguments["architecture"]
+    '1@24'
     """
     if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"`preset` must be one of {sorted(PRESETS)}. Received: preset={name!r}")
@@ -178,7 +197,15 @@ def get_preset(name):
 def preset_arguments(name, **overrides):
     """The arguments of preset `name`, updated with `overrides`.
 
+    Args:
+        name: str, a preset name (`get_preset`).
+        **overrides: `AdaNASClassifier` arguments that replace the preset's.
+
     Returns:
         A new dict of `AdaNASClassifier` arguments.
+
+    Example:
+
+    >>> classifier = AdaNASClassifier(**preset_arguments("smoke", seed=1))
     """
     return {**get_preset(name).arguments, **overrides}

@@ -32,6 +32,19 @@ def format_history(history):
 
     Returns:
         A str.
+
+    Example:
+
+    The table of `keras-adanas demo --max-iterations 2 --seed 0` (two
+    candidates per iteration, the second chosen each time):
+
+    >>> print(format_history(classifier.history_))
+    iter  candidate  train loss  selection  chosen   steps batch  seconds images/s
+    ------------------------------------------------------------------------------
+       1  2@24           3.2604     1.0583              69    64     35.5      335
+       1  1@48           2.9822     0.7042  yes         69    64     35.5      335
+       2  2@48           5.0586     0.5120              69    64     44.1      255
+       2  1@72           4.5139     0.4254  yes         69    64     44.1      255
     """
     header = (
         f"{'iter':>4}  {'candidate':<10} {'train loss':>10} {'selection':>10}  "
@@ -131,6 +144,12 @@ def plot_errors(errors, path, title=None):
 
     Returns:
         `path`.
+
+    Example:
+
+    >>> errors = iteration_errors(classifier, "cifar10-dev.npz")
+    >>> plot_errors(errors, "errors.png", title="CIFAR-10")
+    'errors.png'
     """
     from matplotlib.figure import Figure
 
@@ -174,6 +193,11 @@ def plot_architectures(history, path, title=None):
 
     Returns:
         `path`.
+
+    Example:
+
+    >>> plot_architectures(classifier.history_, "architectures.png")
+    'architectures.png'
     """
     from matplotlib.figure import Figure
 
@@ -239,6 +263,12 @@ def write_report_plots(classifier, folder, data=None, y=None):
     Returns:
         A dict: `paths` (the files written) and `errors` (the dict of
         `iteration_errors`, or None).
+
+    Example:
+
+    >>> report = write_report_plots(classifier, "plots", "cifar10-dev.npz")
+    >>> [os.path.basename(path) for path in report["paths"]]
+    ['architectures.png', 'errors.png']
     """
     folder = os.fspath(folder)
     errors = None if data is None else iteration_errors(classifier, data, y)

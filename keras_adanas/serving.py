@@ -91,6 +91,12 @@ def export_saved_model(ensemble, path):
         path: str or `os.PathLike`, the folder to write: a new one, an empty
             one, or an earlier SavedModel's, which is replaced
             (`check_export_path`).
+
+    Example:
+
+    >>> export_saved_model(classifier.ensemble_, "adanas_savedmodel")
+    >>> served = tf.saved_model.load("adanas_savedmodel")
+    >>> probabilities = served.serve(uint8_images)
     """
     path = check_export_path(path)
     if keras.backend.backend() == "torch":
