@@ -257,8 +257,36 @@ def test_augmentation_is_a_function_of_its_seed():
     assert not np.array_equal(augmentation(image, first), augmentation(image, second))
 
 
+@pytest.mark.parametrize(
+    "side, padding, cutout_size",
+    [(32, 4, 16), (16, 2, 8), (28, 4, 14), (12, 2, 6), (20, 3, 10), (1, 0, 1)],
+)
+def test_augmentation_defaults_scale_with_the_image(side, padding, cutout_size):
+    # 32x32 is DESIGN.md's recipe; a fixed 16x16 cutout would erase a whole
+    # 16x16 image (halves round up: 20 / 8 = 2.5 gives 3).
+    augmentation = CIFARAugmentation((side, side + 8, 3))
+    assert (augmentation.padding, augmentation.cutout_size) == (padding, cutout_size)
+
+
+def test_cutout_on_16x16_images_erases_a_quarter_of_each_image():
+    augmentation = CIFARAugmentation((16, 16, 1))
+    images = tf.constant(random_images(16, (16, 16, 1)).astype("float32"))
+    erased = np.asarray(augmentation(images, seeds(1)[0])) == 127.5
+    assert erased.reshape(16, -1).sum(axis=1).tolist() == [8 * 8] * 16
+    numpy_erased = augmentation.augment_array(np.asarray(images), np.random.default_rng(0))
+    assert (numpy_erased == 127.5).reshape(16, -1).sum(axis=1).tolist() == [8 * 8] * 16
+
+
+def test_training_pipeline_augments_images_smaller_than_the_cifar_cutout():
+    # 12x12 images used to be refused ("cutout_size=16") when augment=True.
+    data = load_images(random_images(8, (12, 12, 1)), np.arange(8) % 2)
+    images, _ = next(iter(data.training_dataset(8, seed=0)))
+    erased = np.asarray(images) == 127.5
+    assert erased.reshape(8, -1).sum(axis=1).tolist() == [6 * 6] * 8
+
+
 def test_augmentation_on_mnist_sized_images():
-    augmentation = CIFARAugmentation((28, 28, 1), cutout_size=14)
+    augmentation = CIFARAugmentation((28, 28, 1))
     out = [
         np.asarray(augmentation(tf.constant(x), s))
         for x, s in zip(random_images(4, (28, 28, 1)).astype("float32"), seeds(4), strict=True)
