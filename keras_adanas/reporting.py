@@ -14,6 +14,7 @@ which needs no display and leaves pyplot's global state alone.
 
 import os
 
+import keras
 import numpy as np
 
 from keras_adanas.architecture import Architecture
@@ -67,6 +68,19 @@ def format_history(history):
     return "\n".join(rows)
 
 
+def _member_logits(members, data):
+    """Every member's logits on `data`'s images, in one pass.
+
+    One model with an output per member runs one compiled predict function:
+    a `predict` per member would trace one each, and past a few TensorFlow
+    warns of "excessive" retracing.
+    """
+    inputs = keras.Input(data.images.shape[1:], name="images")
+    outputs = {f"member_{k}": member(inputs) for k, member in enumerate(members)}
+    logits = predict_images(keras.Model(inputs, outputs), data, 256)
+    return [np.asarray(logits[f"member_{k}"], dtype="float64") for k in range(len(members))]
+
+
 def _number(value, digits=4):
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -98,10 +112,7 @@ def iteration_errors(classifier, data, y=None):
     loaded = load_images(data, y, split="test", classes=list(classifier.classes_))
     if loaded.labels is None:
         raise ValueError("`iteration_errors` needs labelled data. Received: no labels")
-    member_logits = [
-        np.asarray(predict_images(member, loaded, 256), dtype="float64")
-        for member in classifier.ensemble_.members
-    ]
+    member_logits = _member_logits(classifier.ensemble_.members, loaded)
     errors = {
         "iteration": [],
         "members": [],
