@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_adanas.batches import EvaluationBatches, TrainingBatches
+from keras_adanas.tracing import expected_traces
 
 try:
     import tensorflow as tf
@@ -248,7 +249,8 @@ def predict_images(model, data, batch_size):
 
     >>> logits = predict_images(ensemble, load_images(x), 256)
     """
-    outputs = model.predict(data.prediction_batches(batch_size), verbose=0)
+    with expected_traces():  # `model` is often new: its first trace is due.
+        outputs = model.predict(data.prediction_batches(batch_size), verbose=0)
     return keras.tree.map_structure(lambda output: output[: len(data)], outputs)
 
 

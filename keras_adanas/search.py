@@ -40,6 +40,7 @@ from keras_adanas.recipe import (
     SparseCategoricalCrossentropyWithSmoothing,
     learning_rate_schedule,
 )
+from keras_adanas.tracing import expected_traces
 
 
 class GroupedClippingSGD(keras.optimizers.SGD):
@@ -651,15 +652,16 @@ def run_iteration(
             steps_per_epoch=steps_per_epoch,
             seed=seed,
         )
-        history = distiller.fit(
-            dataset,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            shuffle=False,  # The dataset shuffles each epoch itself.
-            callbacks=[*(callbacks or []), timer, *([backup] if backup else [])],
-            verbose=verbose,
-        )
+        with expected_traces():
+            history = distiller.fit(
+                dataset,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                shuffle=False,  # The dataset shuffles each epoch itself.
+                callbacks=[*(callbacks or []), timer, *([backup] if backup else [])],
+                verbose=verbose,
+            )
     average_over_replicas(moving_statistics(candidates))
     epoch_logs = backup.epoch_logs if backup else _epoch_logs(history.history)
     train_losses = [
