@@ -251,6 +251,23 @@ def test_clone_and_get_params():
         copy.predict(np.zeros((1, 32, 32, 3), "uint8"))
 
 
+def test_cross_val_score_fits_a_clone_per_fold(cifar10):
+    """scikit-learn's model selection clones, fits and scores per fold."""
+    from sklearn.model_selection import cross_val_score
+
+    x, y = cifar10["x_train"][:64], cifar10["y_train"][:64]
+    clf = AdaNASClassifier(
+        architecture="1@24", max_iterations=1, steps_per_iteration=2, batch_size=16, seed=0
+    )
+    clf.set_params(verbose=0)
+    scores = cross_val_score(clf, x, y, cv=2)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    # Each fold's score is the accuracy on its held-out half, which one
+    # member's 32 answers take in steps of 1/32.
+    np.testing.assert_allclose(scores * 32, np.round(scores * 32))
+    assert not hasattr(clf, "ensemble_")  # the folds fit clones
+
+
 @pytest.mark.parametrize(
     "value, expected",
     [
