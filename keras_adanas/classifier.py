@@ -135,7 +135,9 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int, the global batch size.
         learning_rate: float, the learning rate at batch size 32, scaled
             linearly with `batch_size`.
-        augment: bool, whether to apply the CIFAR augmentation in training.
+        augment: bool, whether to apply the CIFAR augmentation in training
+            (`keras_adanas.data.CIFARAugmentation`: pad and random crop,
+            horizontal flip, cutout, scaled to the image size).
         directory: path of a project directory, or None. The search records
             its arguments there before training, backs up the iteration in
             progress after every epoch, and writes each finished iteration's
