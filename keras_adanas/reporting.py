@@ -68,12 +68,23 @@ def format_history(history):
     return "\n".join(rows)
 
 
-def _member_logits(members, data):
+def members_logits(members, data):
     """Every member's logits on `data`'s images, in one pass.
 
-    One model with an output per member runs one compiled predict function:
-    a `predict` per member would trace one each, and past a few TensorFlow
-    warns of "excessive" retracing.
+    One model with an output per member runs one compiled predict function
+    (a `predict` per member would trace one each).
+
+    Args:
+        members: a list of Keras models taking raw images, such as
+            `classifier.ensemble_.members`.
+        data: a `LabeledImages` (from `load_images`).
+
+    Returns:
+        A list of float64 arrays `(N, classes)`, one per member.
+
+    Example:
+
+    >>> logits = members_logits(classifier.ensemble_.members, load_images(x))
     """
     inputs = keras.Input(data.images.shape[1:], name="images")
     outputs = {f"member_{k}": member(inputs) for k, member in enumerate(members)}
@@ -112,7 +123,7 @@ def iteration_errors(classifier, data, y=None):
     loaded = load_images(data, y, split="test", classes=list(classifier.classes_))
     if loaded.labels is None:
         raise ValueError("`iteration_errors` needs labelled data. Received: no labels")
-    member_logits = _member_logits(classifier.ensemble_.members, loaded)
+    member_logits = members_logits(classifier.ensemble_.members, loaded)
     errors = {
         "iteration": [],
         "members": [],
