@@ -30,6 +30,7 @@ from scipy.special import log_softmax
 
 from keras_adanas import AdaNASClassifier, load_images
 from keras_adanas.reporting import members_logits
+from keras_adanas.search import ensemble_crossentropy
 
 
 def mixed(weights, logits):
@@ -95,7 +96,7 @@ def main():
             continue
         count += 1
         learned = np.asarray(report["mixture_weights"], "float64")
-        if learned.shape[0] != count or np.allclose(learned, 1.0 / count):
+        if np.allclose(learned, 1.0 / count):
             continue  # uniform weights: nothing was learned
         uniform = np.full((count,), 1.0 / count)
         fitted = refit(learned, train_logits[:count], train.labels)
@@ -103,9 +104,11 @@ def main():
         for name, weights in (("learned", learned), ("refit", fitted), ("uniform", uniform)):
             row[f"{name}_weights"] = np.round(weights, 4).tolist()
             row[f"{name}_test_error"] = error(weights, test_logits[:count], test.labels)
-            row[f"{name}_train_crossentropy"] = crossentropy_and_gradient(
-                weights.ravel(), weights.shape, train_logits[:count], train.labels
-            )[0]
+            # The search's selection loss, when the selection data is the
+            # training data: the `learned` column is the history's.
+            row[f"{name}_train_crossentropy"] = ensemble_crossentropy(
+                mixed(weights, train_logits[:count]), train.labels
+            )
         rows.append(row)
         if args.json:
             print(json.dumps(row))
