@@ -228,7 +228,9 @@ def test_distributed_search_matches_single_device(runs, mode):
     where the losses differ by more than the tolerance moves them both.
     Here they are 2.324 and 2.312, both near chance: with
     `TF_NUM_INTRAOP_THREADS=1`, the single-device search's became 2.332 and
-    2.347, and it chose the other candidate."""
+    2.347, and it chose the other candidate. (So did the accuracies on 500
+    images, 0.134 against 0.078 under MirroredStrategy: near chance, the
+    accuracy check below is fragile too.)"""
     tolerance = 0.05
     single, distributed = runs["single"], runs[mode]
     (losses,) = distributed["selection_losses"]
