@@ -14,9 +14,10 @@ def _share_the_cores_among_xdist_workers():
     PyTorch sizes its thread pool to the whole machine, so two workers on two
     cores ran four threads that spun waiting for each other: the PyTorch pass
     of .ci/run took 140 s (241 s of CPU time) against 92 s (119 s) with one
-    thread each. TensorFlow is left as it is: one thread per op saved a tenth
-    of its pass, but changed its results enough to flip the selection of
-    tests/test_distribute.py's single-device search (see the note there).
+    thread each. TensorFlow is left as it is: with one thread per op
+    (`TF_NUM_INTRAOP_THREADS=1`), its pass took 670 s against 742 s in one
+    run and 827 s against 783 s in another, no clear gain, and its rounding
+    changed enough to fail tests/test_distribute.py (see the test there).
     """
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and keras.backend.backend() == "torch":
