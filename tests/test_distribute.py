@@ -222,24 +222,23 @@ def test_one_mirrored_step_equals_one_single_device_step(runs):
 
 @pytest.mark.parametrize("mode", ["mirrored", "worker0"])
 def test_distributed_search_matches_single_device(runs, mode):
-    """Two replicas of 16 images normalize by other batch statistics than one
-    of 32, so the searches agree within a tolerance. Each search selects the
-    candidate of lowest selection loss; the two select the same one only
-    where the losses differ by more than the tolerance moves them both.
-    Here they are 2.324 and 2.312, both near chance: with
-    `TF_NUM_INTRAOP_THREADS=1`, the single-device search's became 2.332 and
-    2.347, and it chose the other candidate. (So did the accuracies on 500
-    images, 0.134 against 0.078 under MirroredStrategy: near chance, the
-    accuracy check below is fragile too.)"""
-    tolerance = 0.05
+    """Two replicas of 32 images normalize by other batch statistics than one
+    of 64, so a distributed search trains like a single-device one with
+    another seed, not the same to rounding (the one-step test above pins
+    that). Both learn the digits (test accuracy 0.88 single, 0.90 over two
+    replicas; 0.88 to 0.91 over seeds 7, 8 and 9 on one device), and both
+    choose 1@48, whose selection loss (0.25 to 0.29 over those seeds) is a
+    third of 1@24's (0.76 to 0.85)."""
     single, distributed = runs["single"], runs[mode]
-    (losses,) = distributed["selection_losses"]
-    assert distributed["architectures"] == [TWO_WIDTHS[int(np.argmin(losses))]]
-    np.testing.assert_allclose(losses, single["selection_losses"][0], atol=tolerance)
-    first, second = single["selection_losses"][0]
-    if abs(first - second) > 2 * tolerance:
-        assert distributed["architectures"] == single["architectures"]
-    assert abs(distributed["accuracy"] - single["accuracy"]) <= tolerance
+    for search in (single, distributed):
+        (losses,) = search["selection_losses"]
+        assert search["architectures"] == [TWO_WIDTHS[int(np.argmin(losses))]]
+        assert search["accuracy"] >= 0.8
+    assert distributed["architectures"] == single["architectures"] == ["1@48"]
+    np.testing.assert_allclose(
+        distributed["selection_losses"], single["selection_losses"], rtol=0.3
+    )
+    assert abs(distributed["accuracy"] - single["accuracy"]) <= 0.06
 
 
 def test_mirrored_runs_two_replicas_and_refuses_an_uneven_batch(runs):
