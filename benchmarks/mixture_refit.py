@@ -1,4 +1,4 @@
-"""How much the jointly learned mixture weights cost a finished search.
+r"""How much the jointly learned mixture weights cost a finished search.
 
     python benchmarks/mixture_refit.py runs/demo digits
     python benchmarks/mixture_refit.py runs/cifar10-w-akd ../shared/data/cifar10-dev.npz
@@ -19,6 +19,24 @@ with three sets of weights over the same frozen members:
 
 Nothing is written. The data is anything `load_images` takes with `train` and
 `test` splits (an .npz with both, `digits`, `cifar10`).
+
+`--refit-data DATA` refits on other labelled images instead, read as the
+search reads `validation_data` (an .npz's test split): images the search did
+not train on, such as its selection data. On the training images the
+refitted weights can grow without bound once the ensemble fits them all;
+held-out images say whether a refit would help a search that kept some
+aside. With the digits' training split divided, 20% kept aside:
+
+    python -c "import numpy as np; from sklearn.model_selection import \
+    train_test_split as split; from keras_adanas.data import digits_images as d; \
+    (x, y), (xt, yt) = d(), d('test'); xf, xh, yf, yh = split(x, y, \
+    test_size=0.2, stratify=y, random_state=0); np.savez('fit.npz', x_train=xf, \
+    y_train=yf, x_test=xt, y_test=yt); np.savez('held.npz', x_train=xh, \
+    y_train=yh, x_test=xh, y_test=yh)"
+
+    keras-adanas fit fit.npz --preset demo --validation-data held.npz \
+        --directory runs/held --seed 0
+    python benchmarks/mixture_refit.py runs/held fit.npz --refit-data held.npz
 """
 
 import argparse
@@ -78,17 +96,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a project directory or a saved .keras classifier")
     parser.add_argument("data", help="labelled data with train and test splits")
+    parser.add_argument(
+        "--refit-data",
+        help="labelled images to refit on instead, read as `validation_data` is",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line per iteration")
     args = parser.parse_args()
 
     classifier = AdaNASClassifier.load(args.model)
     classes = list(classifier.classes_)
-    train = load_images(args.data, split="train", classes=classes)
+    if args.refit_data:
+        train = load_images(args.refit_data, split="test", classes=classes)
+    else:
+        train = load_images(args.data, split="train", classes=classes)
     test = load_images(args.data, split="test", classes=classes)
     members = classifier.ensemble_.members
     train_logits = members_logits(members, train)
     test_logits = members_logits(members, test)
 
+    fit_on = "refit_data" if args.refit_data else "train"
     rows = []
     count = 0
     for report in classifier.history_:
@@ -104,9 +130,9 @@ def main():
         for name, weights in (("learned", learned), ("refit", fitted), ("uniform", uniform)):
             row[f"{name}_weights"] = np.round(weights, 4).tolist()
             row[f"{name}_test_error"] = error(weights, test_logits[:count], test.labels)
-            # The search's selection loss, when the selection data is the
-            # training data: the `learned` column is the history's.
-            row[f"{name}_train_crossentropy"] = ensemble_crossentropy(
+            # The search's selection loss where these are its selection
+            # images: then the `learned` column is the history's.
+            row[f"{name}_{fit_on}_crossentropy"] = ensemble_crossentropy(
                 mixed(weights, train_logits[:count]), train.labels
             )
         rows.append(row)
@@ -119,12 +145,12 @@ def main():
     if not args.json:
         names = " ".join(f"{name:>9}" for name in ("learned", "refit", "uniform"))
         print(
-            f"{'iter':>4} {'members':>7}  {'test error %':^29}  {'train cross-entropy':^29}\n"
+            f"{'iter':>4} {'members':>7}  {'test error %':^29}  {fit_on + ' cross-entropy':^29}\n"
             f"{'':>4} {'':>7}  {names}  {names}"
         )
         for row in rows:
             errors = [100 * row[f"{n}_test_error"] for n in ("learned", "refit", "uniform")]
-            losses = [row[f"{n}_train_crossentropy"] for n in ("learned", "refit", "uniform")]
+            losses = [row[f"{n}_{fit_on}_crossentropy"] for n in ("learned", "refit", "uniform")]
             print(
                 f"{row['iteration']:>4} {row['members']:>7}  "
                 + " ".join(f"{e:>9.2f}" for e in errors)
