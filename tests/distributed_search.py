@@ -5,7 +5,7 @@
 A search is a one-iteration search of two candidates (1@24 and 1@48) on
 1,024 of scikit-learn's digits (16x16, 6 epochs at batch 64): long enough to
 learn them (about 0.9 test accuracy), so that a distributed search that
-trains badly fails the comparison. (On 384 CIFAR images, as before, every
+trains badly fails the comparison. (On 384 CIFAR images for 3 epochs, every
 search stayed near chance.) What it chose, its losses and its accuracy on
 the 360 test digits go to OUTPUT.json.
 
