@@ -37,6 +37,8 @@ aside. With the digits' training split divided, 20% kept aside:
     keras-adanas fit fit.npz --preset demo --validation-data held.npz \
         --directory runs/held --seed 0
     python benchmarks/mixture_refit.py runs/held fit.npz --refit-data held.npz
+
+(and without `--refit-data` to refit on the training images of `fit.npz`).
 """
 
 import argparse
@@ -106,12 +108,12 @@ def main():
     classifier = AdaNASClassifier.load(args.model)
     classes = list(classifier.classes_)
     if args.refit_data:
-        train = load_images(args.refit_data, split="test", classes=classes)
+        fit_images = load_images(args.refit_data, split="test", classes=classes)
     else:
-        train = load_images(args.data, split="train", classes=classes)
+        fit_images = load_images(args.data, split="train", classes=classes)
     test = load_images(args.data, split="test", classes=classes)
     members = classifier.ensemble_.members
-    train_logits = members_logits(members, train)
+    fit_logits = members_logits(members, fit_images)
     test_logits = members_logits(members, test)
 
     fit_on = "refit_data" if args.refit_data else "train"
@@ -125,7 +127,7 @@ def main():
         if np.allclose(learned, 1.0 / count):
             continue  # uniform weights: nothing was learned
         uniform = np.full((count,), 1.0 / count)
-        fitted = refit(learned, train_logits[:count], train.labels)
+        fitted = refit(learned, fit_logits[:count], fit_images.labels)
         row = {"iteration": int(report["iteration"]), "members": count}
         for name, weights in (("learned", learned), ("refit", fitted), ("uniform", uniform)):
             row[f"{name}_weights"] = np.round(weights, 4).tolist()
@@ -133,7 +135,7 @@ def main():
             # The search's selection loss where these are its selection
             # images: then the `learned` column is the history's.
             row[f"{name}_{fit_on}_crossentropy"] = ensemble_crossentropy(
-                mixed(weights, train_logits[:count]), train.labels
+                mixed(weights, fit_logits[:count]), fit_images.labels
             )
         rows.append(row)
         if args.json:
