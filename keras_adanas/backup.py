@@ -1,14 +1,43 @@
 """Epoch backups of an iteration's training, so a killed search resumes mid-iteration."""
 
-import glob
+import fnmatch
+import hashlib
 import os
-import shutil
 
 import keras
+import numpy as np
 
-from keras_adanas.io_utils import read_json, save_weights_atomically, write_json_atomically
+from keras_adanas.io_utils import (
+    existing_files,
+    matching_paths,
+    read_json,
+    remove_if_empty,
+    remove_path,
+    save_arrays_atomically,
+    temporary_paths,
+    write_json_atomically,
+)
 
 BACKUP_FILE = "backup.json"
+WEIGHTS_PATTERN = "epoch_[0-9][0-9][0-9][0-9].state.npz"
+_RECORD_KEYS = {"signature", "epoch", "weights", "epoch_logs"}
+
+
+def weights_digest(layers):
+    """A SHA-256 digest of the values of every variable of `layers` (models
+    or layers), in order: two trainings against different teachers get
+    different backup signatures.
+
+    Example:
+
+    >>> signature = {"iteration": 2, "teacher": weights_digest(members)}
+    """
+    digest = hashlib.sha256()
+    for layer in layers:
+        for variable in layer.variables:
+            digest.update(variable.path.encode())
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
+    return digest.hexdigest()
 
 
 class IterationBackup(keras.callbacks.Callback):
@@ -27,8 +56,18 @@ class IterationBackup(keras.callbacks.Callback):
     leaves a torn file, or the weights of one epoch beside the number of
     another.
 
+    The state file, `epoch_NNNN.state.npz`, holds the value of every
+    variable of the model and of its optimizer, in their order (seed
+    generators' states included), written by NumPy. (Keras' `save_weights`
+    writes HDF5, whose writer reports no full disk: it returns after a
+    truncated write, or the process dies of a segmentation fault. NumPy's
+    writer raises an `OSError`.)
+
+    It deletes only the files it wrote (`backup.json` and the state files),
+    and the folder when nothing else is left.
+
     Args:
-        backup_dir: the folder of the backup; it holds nothing else.
+        backup_dir: the folder of the backup.
         signature: a JSON-serializable dict that identifies the training
             (iteration, candidates, batch size, ...). `restore` ignores a
             backup of another training.
@@ -58,7 +97,18 @@ class IterationBackup(keras.callbacks.Callback):
             record = read_json(self._record_path)
         except ValueError:
             return None  # Never half-written (atomic), but not ours to trust.
-        if record.get("signature") != self.signature:
+        if (
+            not isinstance(record, dict)
+            or not _RECORD_KEYS <= set(record)
+            or record["signature"] != self.signature
+            or not isinstance(record["weights"], str)
+            # A file name of ours in this folder, never a path elsewhere.
+            or not fnmatch.fnmatchcase(record["weights"], WEIGHTS_PATTERN)
+            or not isinstance(record["epoch_logs"], list)
+            or isinstance(record["epoch"], bool)
+            or not isinstance(record["epoch"], int)
+            or record["epoch"] < 1
+        ):
             return None
         return record
 
@@ -77,15 +127,19 @@ class IterationBackup(keras.callbacks.Callback):
             return 0
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(self.backup_dir, record["weights"]))
+        _load_state(model, os.path.join(self.backup_dir, record["weights"]))
         self.epoch_logs = list(record["epoch_logs"])
         return int(record["epoch"])
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_logs.append({k: float(v) for k, v in (logs or {}).items()})
         os.makedirs(self.backup_dir, exist_ok=True)
-        weights = f"epoch_{epoch + 1:04d}.weights.h5"
-        save_weights_atomically(self.model, os.path.join(self.backup_dir, weights))
+        weights = f"epoch_{epoch + 1:04d}.state.npz"
+        values = {
+            f"{index:06d}": keras.ops.convert_to_numpy(variable)
+            for index, variable in enumerate(_state_variables(self.model))
+        }
+        save_arrays_atomically(os.path.join(self.backup_dir, weights), **values)
         record = {
             "signature": self.signature,
             "epoch": epoch + 1,
@@ -93,10 +147,46 @@ class IterationBackup(keras.callbacks.Callback):
             "epoch_logs": self.epoch_logs,
         }
         write_json_atomically(record, self._record_path)
-        for old in glob.glob(os.path.join(self.backup_dir, "epoch_*.weights.h5")):
-            if os.path.basename(old) != weights:
-                os.remove(old)
+        for old in os.listdir(self.backup_dir):
+            if old != weights and fnmatch.fnmatchcase(old, WEIGHTS_PATTERN):
+                os.remove(os.path.join(self.backup_dir, old))
 
     def delete(self):
-        """Removes the backup folder."""
-        shutil.rmtree(self.backup_dir, ignore_errors=True)
+        """Removes the backup's files (and its folder, if nothing else is left)."""
+        remove_backup_files(self.backup_dir)
+
+
+def _state_variables(model):
+    """Every variable a training's state is: the model's, then its optimizer's."""
+    return [*model.variables, *model.optimizer.variables]
+
+
+def _load_state(model, path):
+    """Assigns the values `IterationBackup` saved in `path` to `model`."""
+    variables = _state_variables(model)
+    with np.load(path, allow_pickle=False) as archive:
+        values = [archive[f"{index:06d}"] for index in range(len(archive.files))]
+    shapes = [tuple(v.shape) for v in variables]
+    if [value.shape for value in values] != shapes:
+        raise ValueError(
+            f"The backup {path!r} holds the state of another model: "
+            f"{len(values)} variables where the training has {len(variables)}, or "
+            "other shapes. Remove the backup folder, or use the arguments it was "
+            "written with."
+        )
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+def backup_files(folder):
+    """The files an `IterationBackup` wrote in `folder`, temporary ones included."""
+    weights = [p for p in matching_paths(folder, WEIGHTS_PATTERN) if os.path.isfile(p)]
+    return existing_files(folder, BACKUP_FILE) + weights + temporary_paths(folder)
+
+
+def remove_backup_files(folder):
+    """Removes what an `IterationBackup` wrote in `folder`, then the folder if
+    nothing else is left in it."""
+    for path in backup_files(folder):
+        remove_path(path)
+    remove_if_empty(folder)

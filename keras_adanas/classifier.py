@@ -1,5 +1,6 @@
 """`AdaNASClassifier`: the scikit-learn estimator running the AdaNAS search."""
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -44,17 +45,22 @@ from keras_adanas.search import (
 PREDICT_BATCH_SIZE = 128
 _BUDGET_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGbB]?)\s*$")
 _BUDGET_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-# Arguments that may change between a search and its resumption.
-_RESUMABLE = (
-    "verbose",
+# Seeds are 32-bit, as scikit-learn's `random_state`.
+MAX_SEED = 2**32 - 1
+# Arguments that say how a search runs here and now, not what it computes:
+# `load` does not restore them (a saved classifier never writes to, or
+# clears, the directory it was trained in unless told so again).
+_RUNTIME_OPTIONS = (
     "directory",
-    "warm_start",
-    "max_iterations",
-    "jit_compile",
     "overwrite",
+    "warm_start",
+    "verbose",
     "strategy",
     "tensorboard",
+    "jit_compile",
 )
+# Arguments that may change between a search and its resumption.
+_RESUMABLE = (*_RUNTIME_OPTIONS, "max_iterations")
 # An iteration that runs out of memory retries with half the batch size, down
 # to this (or the user's batch size, if smaller).
 MIN_BATCH_SIZE_AFTER_OOM = 8
@@ -167,6 +173,12 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             replicas. On a multi-worker cluster every worker runs `fit`; the
             chief writes `directory`, the others write under
             `directory/.worker-<type>-<id>`.
+        synchronized_batch_norm: True, False or `"auto"`: whether, under a
+            strategy of several replicas, batch normalization normalizes
+            with the statistics of the whole global batch (Keras'
+            `BatchNormalization(synchronized=True)`) instead of each
+            replica's share. `"auto"` synchronizes when a replica's share is
+            under 16 images. Nothing changes on one device.
         tensorboard: bool, whether each iteration's training writes
             TensorBoard logs to `directory/logs/iteration_NNN` (needs a
             `directory`).
@@ -211,6 +223,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         jit_compile="auto",
         dtype_policy=None,
         strategy="auto",
+        synchronized_batch_norm="auto",
         tensorboard=False,
         seed=None,
         verbose=1,
@@ -234,6 +247,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         self.jit_compile = jit_compile
         self.dtype_policy = dtype_policy
         self.strategy = strategy
+        self.synchronized_batch_norm = synchronized_batch_norm
         self.tensorboard = tensorboard
         self.seed = seed
         self.verbose = verbose
@@ -332,6 +346,13 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 if task is None
                 else os.path.join(os.fspath(self.directory), f".worker-{task[0]}-{task[1]}")
             )
+        with project.lock() if project is not None else contextlib.nullcontext():
+            return self._fit_in_project(
+                data, y, validation_data, callbacks, settings, strategy, project
+            )
+
+    def _fit_in_project(self, data, y, validation_data, callbacks, settings, strategy, project):
+        """`fit` once the project directory (if any) is locked."""
         resumed = self._resumable_state(project)
         classes = resumed["classes"] if resumed else None
         train = load_images(data, y, split="train", classes=classes)
@@ -348,7 +369,9 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         validate_image_shape(train.image_shape)  # before anything is written
         selection = train
         if validation_data is not None:
-            selection = load_images(*_as_pair(validation_data), split="test", classes=train.classes)
+            selection = load_images(
+                *_validation_pair(validation_data), split="test", classes=train.classes
+            )
             if selection.image_shape != train.image_shape:
                 raise ValueError(
                     "`validation_data` images must have the training images' shape "
@@ -372,7 +395,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
 
         # === Nothing was written before this point ===
         if project is not None:
-            if self.overwrite:
+            project.create()
+            if self.overwrite and not self._grows_itself():
                 project.clear()
             else:
                 project.remove_temporary_files()
@@ -395,6 +419,7 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             augment=bool(self.augment),
             seed=self.seed,
             jit_compile=self.jit_compile,
+            synchronized_batch_norm=self.synchronized_batch_norm,
         )
         for iteration in range(len(history) + 1, self.max_iterations + 1):
             fitting, dropped = self._candidates_within_budget(
@@ -553,6 +578,14 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 )
         if self.verbose not in (0, 1, 2) or isinstance(self.verbose, bool):
             raise ValueError(f"`verbose` must be 0, 1 or 2. Received: verbose={self.verbose!r}")
+        if not (
+            isinstance(self.synchronized_batch_norm, (bool, np.bool_))
+            or self.synchronized_batch_norm == "auto"
+        ):
+            raise ValueError(
+                "`synchronized_batch_norm` must be True, False or 'auto'. Received: "
+                f"synchronized_batch_norm={self.synchronized_batch_norm!r}"
+            )
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(
                 f"`jit_compile` must be True, False or 'auto'. Received: "
@@ -567,12 +600,18 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             )
         resolve_dtype_policy(self.dtype_policy, argument="dtype_policy")
         if self.seed is not None:
-            _check_int("seed", self.seed, minimum=0)
+            _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.directory is not None and not isinstance(self.directory, (str, os.PathLike)):
             raise TypeError(
                 f"`directory` must be a path or None. Received: directory={self.directory!r}"
             )
         if self.directory is not None:
+            if not os.fspath(self.directory).strip():
+                # The current folder, not a project folder of its own.
+                raise ValueError(
+                    "`directory` must name a folder for the search's files; an empty "
+                    f"or blank path is not one. Received: directory={self.directory!r}"
+                )
             check_folder_path(self.directory, "directory")
         for name in ("kd_temperature", "kd_weight"):
             value = getattr(self, name)
@@ -803,7 +842,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
                 f"{path!r} holds a Keras model but not a keras_adanas classifier. "
                 f"Received: a {type(ensemble).__name__}"
             )
-        params = dict(metadata["params"])
+        _check_metadata(metadata, path, known=cls().get_params(deep=False))
+        params = {k: v for k, v in metadata["params"].items() if k not in _RUNTIME_OPTIONS}
         if isinstance(params.get("generator"), dict):
             params["generator"] = keras.saving.deserialize_keras_object(params["generator"])
         classifier = cls(**params)
@@ -846,6 +886,9 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
         params["architecture"] = str(Architecture.parse(params["architecture"]))
         if params["directory"] is not None:
             params["directory"] = os.fspath(params["directory"])
+        # NumPy scalars (a grid of `GridSearchCV` built from arrays) as the
+        # Python numbers they stand for.
+        params = {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
         return json.loads(json.dumps(params))
 
     def _metadata(self):
@@ -873,6 +916,8 @@ class AdaNASClassifier(ClassifierMixin, BaseEstimator):
             return None
         theirs = record["params"] if record else saved._params_record()
         mine = self._params_record()
+        # An argument newer than the record had its default value there.
+        theirs = {**type(self)()._params_record(), **theirs}
         differ = [k for k in mine if k not in _RESUMABLE and mine[k] != theirs.get(k)]
         if differ:
             raise ValueError(
@@ -965,6 +1010,23 @@ def _iteration_summary(report, member_info, mixture):
     )
 
 
+def _check_metadata(metadata, path, known):
+    """Refuses the metadata of a damaged or foreign saved classifier."""
+    fields = {"params": dict, "members": list, "history": list}
+    damaged = [k for k, kind in fields.items() if not isinstance(metadata.get(k), kind)]
+    if damaged:
+        raise ValueError(
+            f"{path!r} holds an ensemble whose keras_adanas metadata is damaged: "
+            f"{', '.join(damaged)} missing or of the wrong type."
+        )
+    unknown = sorted(set(metadata["params"]) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{path!r} was saved with arguments this version of AdaNASClassifier "
+            f"does not know: {unknown}."
+        )
+
+
 def _validated_callbacks(callbacks):
     if callbacks is None:
         return []
@@ -986,11 +1048,26 @@ def _as_pair(data, y=None):
     return data, y
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def _validation_pair(validation_data):
+    """`validation_data` as the `(source, y)` arguments of `load_images`."""
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
+        raise ValueError(
+            "`validation_data` must be `(images, labels)` or a data source; sample "
+            "weights are not supported. Received: a "
+            f"{type(validation_data).__name__} of 3 items"
+        )
+    if isinstance(validation_data, list) and len(validation_data) == 2:
+        return validation_data[0], validation_data[1]
+    return _as_pair(validation_data)
+
+
+def _check_int(name, value, minimum, maximum=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}. Received: {name}={value!r}")
 
 
 def _check_sample_weight(sample_weight, num_images):

@@ -18,6 +18,7 @@ exit status 2, before anything trains or is written.
 """
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -27,10 +28,18 @@ import numpy as np
 
 from keras_adanas.classifier import AdaNASClassifier
 from keras_adanas.data import DIGITS, folder_image_files, load_images
-from keras_adanas.io_utils import save_arrays_atomically
+from keras_adanas.io_utils import check_file_path, check_folder_path, save_arrays_atomically
 from keras_adanas.presets import PRESETS
-from keras_adanas.project import PLOTS_FOLDER
+from keras_adanas.project import PLOTS_FOLDER, ProjectInUseError
 from keras_adanas.reporting import format_history, write_report_plots
+
+
+def _auto_on_off(text):
+    choices = {"auto": "auto", "on": True, "off": False}
+    if text not in choices:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from auto, on, off)")
+    return choices[text]
+
 
 # Classifier arguments settable from the command line: (flag, type, help).
 _CLASSIFIER_FLAGS = [
@@ -47,6 +56,11 @@ _CLASSIFIER_FLAGS = [
     ("batch_size", int, "global batch size"),
     ("learning_rate", float, "learning rate at batch size 32"),
     ("strategy", str, "'auto', 'default', 'mirrored' or 'multi_worker' (TF_CONFIG)"),
+    (
+        "synchronized_batch_norm",
+        _auto_on_off,
+        "'auto', 'on' or 'off': batch norm over the whole batch across replicas",
+    ),
     ("dtype_policy", str, "'float32', 'mixed_float16' (GPU) or 'mixed_bfloat16'"),
     ("seed", int, "seed for a repeatable search"),
     ("verbose", int, "0, 1 or 2"),
@@ -146,15 +160,46 @@ def build_parser():
     return parser
 
 
+# What a command reports in one line (exit status 2): bad input, files and
+# disks (`OSError`: a read-only or full disk, a name too long, a missing
+# network), memory, a missing package, and a project another search holds.
+ANTICIPATED_ERRORS = (
+    ValueError,
+    TypeError,
+    OSError,
+    MemoryError,
+    ImportError,
+    ProjectInUseError,
+)
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report it
+
+
 def main(argv=None):
     """Runs the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, MemoryError, ImportError) as error:
-        print(f"keras-adanas {args.command}: error: {error}", file=sys.stderr)
+    except ANTICIPATED_ERRORS as error:
+        print(f"keras-adanas {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = " Run the same command again to resume." if args.command == "fit" else ""
+        print(f"keras-adanas {args.command}: interrupted.{hint}", file=sys.stderr)
+        return INTERRUPTED_STATUS
+
+
+def _one_line(error):
+    """The error's message on one line; an `OSError` says what it is."""
+    if isinstance(error, OSError) and error.strerror:
+        message = error.strerror
+        if error.errno == errno.ENOSPC and message == os.strerror(errno.ENOSPC):
+            message = f"the disk is full ({message})"
+        if error.filename:
+            message += f": {error.filename!r}"
+    else:
+        message = str(error) or type(error).__name__
+    return " ".join(message.split())
 
 
 def _fit(args):
@@ -187,6 +232,7 @@ def _evaluate(args):
 def _predict(args):
     if not args.output.endswith(".npz"):
         raise ValueError(f"`--output` must end in '.npz'. Received: --output={args.output!r}")
+    check_file_path(args.output, "--output")  # before the work, not after
     classifier = _load(args.model)
     probabilities = classifier.predict_proba(args.data)
     labels = classifier.classes_[np.argmax(probabilities, axis=1)]
@@ -214,6 +260,13 @@ def _report(args):
     folder = args.plots
     if folder is None and os.path.isdir(args.model):
         folder = os.path.join(args.model, PLOTS_FOLDER)
+        if os.path.islink(folder):
+            raise ValueError(
+                f"{folder!r} is a symbolic link: the project's plots are drawn inside "
+                "the project only. Pass `--plots DIR` to draw them elsewhere."
+            )
+    if folder is not None:
+        check_folder_path(folder, "--plots")
     if folder is None and args.data is not None:
         raise ValueError(
             "`--data` is for the errors plot of a .keras file: pass `--plots DIR` too. "

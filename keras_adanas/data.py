@@ -40,6 +40,9 @@ DIGITS_TEST_SIZE = 360
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DATA_DIR_ENV = "ADANAS_DATA_DIR"
+# Float images with this share of values in [0, 1] are taken for [0, 1]
+# images (`check_pixel_range`).
+UNIT_RANGE_SHARE = 0.99
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -475,7 +478,7 @@ def load_images(source, y=None, *, split="train", classes=None, with_labels=True
             all of one kind, of shape `(N,)` or `(N, 1)` (not one-hot).
         split: `"train"` or `"test"`, for the sources that have splits
             (`.npz` files and `keras.datasets` names).
-        classes: None to infer the classes (ints: `0..max`, strings: sorted),
+        classes: None to infer the classes (the sorted distinct labels),
             an int number of classes (int labels must lie in `[0, classes)`),
             or the sequence of label values, for example a fitted
             classifier's `classes_`; labels outside it are an error.
@@ -630,20 +633,53 @@ def _validate_images(x):
                 f"Images must not contain NaN or infinite pixels. Received: {bad} "
                 "NaN or infinite pixel values"
             )
+    check_pixel_range(images)
+    if images.dtype != np.uint8:
+        images = images.astype(np.float32)
+    return images
+
+
+def check_pixel_range(images):
+    """Checks that images hold raw pixel values, the one rule of `fit` and
+    `predict` alike.
+
+    Raw pixels lie in [0, 255]; the model scales them itself. Integer images
+    pass as they are. Float images scaled to [0, 1] would be read as nearly
+    black: float images are refused when at least 99% of their values lie in
+    [0, 1] and some of those are fractions. Raw pixels converted to float are
+    whole numbers, so dark raw images pass (a black image too), and a few
+    outlying values (`> 1`) do not hide [0, 1] images.
+
+    Args:
+        images: a NumPy array of pixels, NaN-free.
+
+    Raises:
+        ValueError: values outside [0, 255], or float images scaled to [0, 1].
+
+    Example:
+
+    >>> check_pixel_range(np.array([[0.0, 1.0], [254.0, 255.0]]))  # raw: passes
+    >>> check_pixel_range(np.array([[0.1, 0.5], [0.9, 1.0]]))
+    Traceback (most recent call last):
+    ValueError: Pixel values must be raw [0, 255] values, ...
+    """
     low, high = images.min(), images.max()
     if low < 0 or high > 255:
         raise ValueError(
             "Pixel values must lie in [0, 255] (raw images; the model scales "
             f"them). Received: values in [{low}, {high}]"
         )
-    if np.issubdtype(images.dtype, np.floating) and high <= 1.0 and images.size > 1:
+    if not np.issubdtype(images.dtype, np.floating):
+        return
+    in_unit_range = images <= 1.0
+    share = float(np.mean(in_unit_range))
+    if share >= UNIT_RANGE_SHARE and np.any(images[in_unit_range] % 1.0 != 0.0):
         raise ValueError(
-            "Pixel values must be raw [0, 255] values, but all of them are in "
-            f"[0, 1]: multiply the images by 255. Received: max pixel value {high}"
+            "Pixel values must be raw [0, 255] values, but "
+            f"{share:.1%} of them are in [0, 1], with fractions: multiply the images by "
+            "255 (or pass uint8 images). Received: float images with max pixel value "
+            f"{high}"
         )
-    if images.dtype != np.uint8:
-        images = images.astype(np.float32)
-    return images
 
 
 def _encode_labels(y, num_images, classes):
@@ -718,18 +754,14 @@ def _encode_int_labels(labels, classes):
             raise ValueError(f"`classes` must be >= 2. Received: classes={classes}")
         classes = tuple(range(int(classes)))
     if classes is None:
-        if labels.min() < 0:
-            raise ValueError(
-                "Integer labels are class indices and must be >= 0. Received: "
-                f"a label of {labels.min()}"
-            )
-        classes = tuple(range(int(labels.max()) + 1))
-        if len(classes) < 2:
+        # The sorted distinct labels, as scikit-learn's `classes_`.
+        distinct, indices = np.unique(labels, return_inverse=True)
+        if len(distinct) < 2:
             raise ValueError(
                 "Classification needs at least 2 classes. Received: labels that "
                 f"are all {labels.max()}"
             )
-        return labels.astype(np.int32), classes
+        return indices.reshape(-1).astype(np.int32), tuple(int(v) for v in distinct)
     return _encode_with_classes(labels.tolist(), classes)
 
 
@@ -795,12 +827,13 @@ def _read_dataset(dataset):
             "the search makes its own epochs. Received: a dataset that repeats "
             "forever (drop its `.repeat()`)"
         )
+    elements = _bounded(dataset)
     if images_only:
-        return _read_image_dataset(dataset), None
+        return _read_image_dataset(dataset, elements), None
     image_spec, label_spec = spec
     batched = _is_batched(image_spec.shape, label_spec.shape)
     images, labels = [], []
-    for image, label in dataset.as_numpy_iterator():
+    for image, label in elements:
         if batched:
             images.extend(image)
             labels.extend(np.reshape(label, (len(label), -1))[:, 0])
@@ -812,7 +845,32 @@ def _read_dataset(dataset):
     return images, np.asarray(labels)
 
 
-def _read_image_dataset(dataset):
+def dataset_read_limit():
+    """The most bytes read from a `tf.data.Dataset` of unknown length (half
+    of the machine's memory) before it is taken for one that never ends."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def _bounded(dataset):
+    """The dataset's elements as NumPy; one of unknown length (a generator,
+    a filter) that passes `dataset_read_limit` bytes is refused."""
+    if int(dataset.cardinality()) != tf.data.UNKNOWN_CARDINALITY:
+        yield from dataset.as_numpy_iterator()
+        return
+    limit, read = dataset_read_limit(), 0
+    for element in dataset.as_numpy_iterator():
+        read += sum(np.asarray(part).nbytes for part in keras.tree.flatten(element))
+        if read > limit:
+            raise ValueError(
+                "A tf.data.Dataset of unknown length must end: it is read into memory "
+                f"once, and this one passed {limit:,} bytes without ending (it may "
+                "repeat forever). Pass a finite dataset, for example `dataset.take(n)`. "
+                f"Received: a dataset with cardinality unknown"
+            )
+        yield element
+
+
+def _read_image_dataset(dataset, elements):
     """The images of a dataset of images alone, batched or not. A rank-3
     element is one `(H, W, C)` image when its last dimension is at most 4
     (channels), else a batch of `(H, W)` grayscale images."""
@@ -820,7 +878,7 @@ def _read_image_dataset(dataset):
     last = shape[-1] if shape.rank else None
     batched = shape.rank == 4 or (shape.rank == 3 and (last is None or last > 4))
     images = []
-    for element in dataset.as_numpy_iterator():
+    for element in elements:
         if batched:
             images.extend(element)
         else:
@@ -861,7 +919,14 @@ def _read_path(path, split, classes):
         return x, y, None, classes
     if path in KERAS_DATASETS:
         loader = getattr(keras.datasets, path)
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
+        try:
+            (x_train, y_train), (x_test, y_test) = loader.load_data()
+        except Exception as error:  # Keras raises a bare Exception offline.
+            raise ConnectionError(
+                f"Could not download {path!r} through keras.datasets ({error}). "
+                "Without network access, pass the images as an .npz file, a folder "
+                "or arrays."
+            ) from None
         x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
         return x, y, None, classes if classes is not None else KERAS_DATASETS[path]
     if not os.path.exists(path):
@@ -872,7 +937,20 @@ def _read_path(path, split, classes):
     if os.path.isdir(path):
         x, y = _read_folder(path)
         return x, y, None, classes
+    if path.lower().endswith(".npy"):
+        return _read_npy(path), None, None, classes
     return _read_npz(path, split, classes)
+
+
+def _read_npy(path):
+    """The images of an `.npy` file (one array, no labels)."""
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Could not read an .npy file at {path!r}: {error}") from None
+    if not isinstance(images, np.ndarray):
+        raise ValueError(f"An .npy file must hold one array of images. Received: {path!r}")
+    return images
 
 
 def _read_npz(path, split, classes):
@@ -880,6 +958,11 @@ def _read_npz(path, split, classes):
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"Could not read an .npz file at {path!r}: {error}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"An .npz data file must be a NumPy archive of x_train/y_train/x_test/"
+            f"y_test. Received: {path!r}, which holds a single array (an .npy file)"
+        )
     with archive:
         keys = ("x_train", "y_train", "x_test", "y_test")
         missing = [k for k in keys if k not in archive.files]
@@ -896,7 +979,7 @@ def _read_npz(path, split, classes):
             if class_names is not None and both.dtype.kind in "iu":
                 classes = len(class_names)
             elif both.dtype.kind in "iu":
-                classes = int(both.max()) + 1 if both.min() >= 0 else None
+                classes = tuple(int(value) for value in np.unique(both))
             else:
                 classes = tuple(sorted(set(both.astype(str).tolist())))
     return x, y, class_names, classes
@@ -963,6 +1046,31 @@ def _image_files(folder):
     ]
 
 
+def _eight_bit_pixels(image, path):
+    """A PIL image's pixels as uint8, `(H, W)` grayscale or `(H, W, 3)`.
+
+    16-bit grayscale (modes `I;16*`, and `I` as PIL opens 16-bit PNGs) is
+    scaled to 8 bits (`round(v / 257)`); converting it to RGB, as other
+    modes are, would clip every value above 255 to white.
+    """
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise ValueError(
+                f"Could not read the image {path!r}: a {image.mode} image with values "
+                f"in [{values.min()}, {values.max()}], outside 16 bits"
+            )
+        return np.round(values / 257.0).astype(np.uint8)
+    if image.mode == "F":
+        raise ValueError(
+            f"Could not read the image {path!r}: floating-point image files (mode F) "
+            "are not supported; save 8- or 16-bit images"
+        )
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
 def _stack_image_files(files):
     from PIL import Image
 
@@ -970,10 +1078,8 @@ def _stack_image_files(files):
     for file_path in files:
         try:
             with Image.open(file_path) as image:
-                if image.mode not in ("L", "RGB"):
-                    image = image.convert("RGB")
-                arrays.append(np.asarray(image))
-        except OSError as error:
+                arrays.append(_eight_bit_pixels(image, file_path))
+        except (OSError, Image.DecompressionBombError) as error:
             raise ValueError(f"Could not read the image {file_path!r}: {error}") from None
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:

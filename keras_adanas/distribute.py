@@ -161,6 +161,33 @@ def spans_workers():
     return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
 
 
+def uniform_per_replica(shape, seed_generator):
+    """`keras.random.uniform(shape, seed=seed_generator)`, drawn otherwise on
+    every replica.
+
+    Under a multi-replica TF strategy every replica advances the same
+    (mirrored) `seed_generator` in step, so plain draws would give every
+    replica the same numbers; here each replica folds its id into the seed
+    and draws with TensorFlow's stateless op. Anywhere else it is Keras' draw.
+
+    Args:
+        shape: the shape of the draw.
+        seed_generator: a `keras.random.SeedGenerator`.
+
+    Returns:
+        A float32 tensor of values in [0, 1).
+    """
+    if keras.backend.backend() == "tensorflow":
+        tf = _tf()
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            seed = tf.cast(seed_generator.next(), tf.int64)
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+            seed = tf.random.experimental.stateless_fold_in(seed, replica)
+            return tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+    return keras.random.uniform(shape, seed=seed_generator, dtype="float32")
+
+
 def all_reduce_sum(values):
     """Sums a list of tensors over the replicas inside a multi-replica TF
     step; returns it unchanged anywhere else."""

@@ -197,6 +197,9 @@ def get_preset(name):
 def preset_arguments(name, **overrides):
     """The arguments of preset `name`, updated with `overrides`.
 
+    Epochs and steps are one setting: overriding `epochs_per_iteration`
+    drops the preset's `steps_per_iteration`, and the other way round.
+
     Args:
         name: str, a preset name (`get_preset`).
         **overrides: `AdaNASClassifier` arguments that replace the preset's.
@@ -208,4 +211,11 @@ def preset_arguments(name, **overrides):
 
     >>> classifier = AdaNASClassifier(**preset_arguments("smoke", seed=1))
     """
-    return {**get_preset(name).arguments, **overrides}
+    arguments = dict(get_preset(name).arguments)
+    for given, replaced in (
+        ("epochs_per_iteration", "steps_per_iteration"),
+        ("steps_per_iteration", "epochs_per_iteration"),
+    ):
+        if overrides.get(given) is not None and replaced not in overrides:
+            arguments[replaced] = None
+    return {**arguments, **overrides}

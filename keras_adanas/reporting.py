@@ -20,9 +20,7 @@ import numpy as np
 from keras_adanas.architecture import Architecture
 from keras_adanas.data import load_images, predict_images
 from keras_adanas.io_utils import save_figure_atomically
-
-ERRORS_PLOT = "errors.png"
-ARCHITECTURES_PLOT = "architectures.png"
+from keras_adanas.project import ARCHITECTURES_PLOT, ERRORS_PLOT
 
 
 def format_history(history):

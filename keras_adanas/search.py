@@ -13,6 +13,7 @@ clips each candidate's gradient to norm 5 on its own.
 """
 
 import dataclasses
+import hashlib
 import math
 import time
 import warnings
@@ -21,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_adanas.backup import IterationBackup
+from keras_adanas.backup import IterationBackup, weights_digest
 from keras_adanas.data import predict_images
 from keras_adanas.distillation import Distillation, distillation_loss, teacher_logits
 from keras_adanas.distribute import (
@@ -32,6 +33,7 @@ from keras_adanas.distribute import (
 )
 from keras_adanas.ensemble import MixtureWeights
 from keras_adanas.nasnet import AUX_LOGITS, LOGITS, NASNetA, set_drop_path_schedule
+from keras_adanas.nasnet.batch_norm import synchronized_batch_norm
 from keras_adanas.recipe import (
     AUXILIARY_LOSS_WEIGHT,
     BASE_LEARNING_RATE,
@@ -430,6 +432,11 @@ def _batch_mean(loss, y_true, y_pred):
     return ops.mean(loss.call(y_true, y_pred))
 
 
+# Under this many images per replica, `"auto"` synchronizes batch normalization:
+# the statistics of a few images are noisy.
+SYNCHRONIZED_BELOW = 16
+
+
 @dataclasses.dataclass(frozen=True)
 class IterationConfig:
     """How an iteration trains.
@@ -445,6 +452,9 @@ class IterationConfig:
         augment: bool, whether to augment the training images.
         seed: int or None.
         jit_compile: bool or `"auto"`, as `keras.Model.compile`.
+        synchronized_batch_norm: True, False or `"auto"`: whether batch
+            normalization uses the statistics of the whole global batch
+            under a multi-replica strategy (see `synchronizes_batch_norm`).
     """
 
     mixture_kind: str = "uniform"
@@ -456,6 +466,17 @@ class IterationConfig:
     augment: bool = True
     seed: int | None = None
     jit_compile: bool | str = "auto"
+    synchronized_batch_norm: bool | str = "auto"
+
+    def synchronizes_batch_norm(self, replicas):
+        """Whether training on `replicas` replicas synchronizes batch
+        normalization: with `"auto"`, when there are several and each
+        replica's share of the batch is under `SYNCHRONIZED_BELOW` images."""
+        if replicas < 2:
+            return False
+        if self.synchronized_batch_norm == "auto":
+            return self.batch_size // replicas < SYNCHRONIZED_BELOW
+        return bool(self.synchronized_batch_norm)
 
     def schedule(self, num_examples):
         """Returns `(epochs, steps_per_epoch)` covering the iteration.
@@ -506,6 +527,21 @@ class IterationResult:
     images_per_second: float | None
 
 
+def candidate_seed(seed, iteration, index):
+    """The seed of candidate `index` of `iteration` in a search seeded `seed`.
+
+    A hash of the three, so that no two candidates of a search share a seed
+    (nor, through the per-layer offsets `NASNetA` adds, a kernel): an affine
+    mix such as `seed * 1009 + iteration * 31 + index` gives the candidates of
+    neighbouring iterations overlapping runs of layer seeds.
+
+    Returns:
+        An int in `[0, 2**31 - 2**20)`, room left for the layer offsets.
+    """
+    digest = hashlib.sha256(f"keras_adanas/{seed}/{iteration}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**31 - 2**20)
+
+
 def build_candidates(architectures, num_classes, image_shape, iteration, seed, dtype=None):
     """Builds the iteration's untrained candidates, each with a unique name,
     under the dtype policy `dtype` (None: Keras' global policy)."""
@@ -515,7 +551,7 @@ def build_candidates(architectures, num_classes, image_shape, iteration, seed, d
             num_classes=num_classes,
             image_shape=image_shape,
             include_auxiliary_head=True,
-            seed=None if seed is None else seed * 1009 + iteration * 31 + j,
+            seed=None if seed is None else candidate_seed(seed, iteration, j),
             dtype=dtype,
             name=f"iteration_{iteration}_candidate_{j}",
         )
@@ -632,6 +668,11 @@ def run_iteration(
             "epochs": epochs,
             "steps_per_epoch": steps_per_epoch,
             "seed": seed,
+            # The ensemble it trains against: another search's backup of the
+            # same iteration is not this one's.
+            "teacher": weights_digest(
+                [*members, *([previous_mixture] if previous_mixture is not None else [])]
+            ),
         }
         backup = IterationBackup(backup_dir, signature)
         initial_epoch = backup.restore(distiller)
@@ -652,7 +693,8 @@ def run_iteration(
             steps_per_epoch=steps_per_epoch,
             seed=seed,
         )
-        with expected_traces():
+        synchronized = config.synchronizes_batch_norm(replicas_in_sync())
+        with expected_traces(), synchronized_batch_norm(candidates, synchronized):
             history = distiller.fit(
                 dataset,
                 epochs=epochs,

@@ -23,6 +23,11 @@ to OUTPUT.json, under these keys:
   two steps should agree to rounding.
 - `single`: a search without a strategy.
 - `mirrored`: a search under MirroredStrategy over the two logical CPUs.
+- `drop_path_masks`: the masks one `DropPath` layer draws on each of the two
+  replicas in one training call.
+- `batch_norm`: the outputs, on each replica, of one batch normalization in
+  training on a batch split over the two replicas, with and without
+  `synchronized_batch_norm`.
 """
 
 import functools
@@ -46,6 +51,8 @@ from keras_adanas import AdaNASClassifier, Architecture, load_images  # noqa: E4
 from keras_adanas.data import default_data_dir, digits_images  # noqa: E402
 from keras_adanas.distillation import Distillation  # noqa: E402
 from keras_adanas.ensemble import MixtureWeights  # noqa: E402
+from keras_adanas.nasnet import DropPath, FusedBatchNormalization  # noqa: E402
+from keras_adanas.nasnet.batch_norm import synchronized_batch_norm  # noqa: E402
 from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates  # noqa: E402
 
 
@@ -107,6 +114,43 @@ def mirrored_strategy():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+def replica_results(strategy, values):
+    return [v.numpy().ravel().tolist() for v in strategy.experimental_local_results(values)]
+
+
+def drop_path_masks():
+    """Each replica's masks of one DropPath call on 16 ones (keep 0.5)."""
+    strategy = mirrored_strategy()
+    with strategy.scope():
+        layer = DropPath(cell_index=2, num_cells=1, keep_prob=0.5, total_steps=1, seed=3)
+        layer.build((None, 1, 1, 1))
+        layer.step.assign(1.0)  # the schedule's end: keep probability 0.5
+    ones = tf.ones((16, 1, 1, 1))
+    return replica_results(strategy, strategy.run(lambda: layer(ones, training=True)))
+
+
+def batch_norm_outputs():
+    """Replica 0 holds [0, 2], replica 1 [4, 6]: each replica's outputs."""
+    strategy = mirrored_strategy()
+    with strategy.scope():
+        layer = FusedBatchNormalization(epsilon=0.0)
+        layer.build((None, 1, 1, 1))
+
+    def share(context):
+        return tf.constant([0.0, 2.0])[:, None, None, None] + 4.0 * tf.cast(
+            context.replica_id_in_sync_group, tf.float32
+        )
+
+    values = strategy.experimental_distribute_values_from_function(share)
+    outputs = {}
+    for synchronized in (False, True):
+        with synchronized_batch_norm([layer], enabled=synchronized):
+            result = strategy.run(lambda x: layer(x, training=True), args=(values,))
+        outputs["synchronized" if synchronized else "own"] = replica_results(strategy, result)
+    outputs["synchronized_after"] = layer.synchronized
+    return outputs
+
+
 def search(mode):
     """Runs the search of `mode` (`single`, `mirrored` or `worker`)."""
     strategy = {"single": "default", "mirrored": mirrored_strategy, "worker": "auto"}[mode]
@@ -156,7 +200,12 @@ def search(mode):
 
 def main():
     if MODE == "local":
-        result = {"step": compare_one_step(), "single": search("single")}
+        result = {
+            "step": compare_one_step(),
+            "drop_path_masks": drop_path_masks(),
+            "batch_norm": batch_norm_outputs(),
+            "single": search("single"),
+        }
         result["mirrored"] = search("mirrored")
     else:
         result = search(MODE)

@@ -7,6 +7,7 @@ called) and before anything is written (the project directory is left exactly
 as it was).
 """
 
+import json
 import os
 
 import numpy as np
@@ -85,6 +86,11 @@ BAD_ARGUMENTS = [
     ({"jit_compile": "xla"}, ValueError, "jit_compile='xla'"),
     ({"seed": -1}, ValueError, "seed=-1"),
     ({"seed": 1.5}, TypeError, "seed=1.5"),
+    ({"seed": 2**63}, ValueError, "must be <= 4294967295. Received: seed=9223372036854775808"),
+    ({"synchronized_batch_norm": "yes"}, ValueError, "synchronized_batch_norm='yes'"),
+    ({"synchronized_batch_norm": 1}, ValueError, "synchronized_batch_norm=1"),
+    ({"directory": ""}, ValueError, "empty or blank path is not one. Received: directory=''"),
+    ({"directory": "   "}, ValueError, "empty or blank path"),
     ({"verbose": 3}, ValueError, "verbose=3"),
     ({"verbose": True}, ValueError, "verbose=True"),
     ({"directory": 42}, TypeError, "directory=42"),
@@ -152,7 +158,6 @@ def fit_cases(x, y):
             "Received: 1 of type int at index 2",
         ),
         "fractional labels": ((x, y + 0.5), {}, TypeError, "ints .* or strings"),
-        "negative labels": ((x, y - 1), {}, ValueError, "must be >= 0"),
         "4x4 images": ((uint8((8, 4, 4, 3)), y), {}, ValueError, "at least 9x9"),
         "y beside a path": (("cifar10", y), {}, ValueError, "`y` must be None"),
         "dataset of images only": (
@@ -191,9 +196,28 @@ def fit_cases(x, y):
             ValueError,
             "outside the class range",
         ),
+        "a validation triple": (
+            (x, y),
+            {"validation_data": (x, y, np.ones(len(y)))},
+            ValueError,
+            "sample weights are not supported. Received: a tuple of 3 items",
+        ),
+        "float images in [0, 1] with an outlier": (
+            (_unit_range_with_outlier(x), y),
+            {},
+            ValueError,
+            "multiply the images by 255",
+        ),
         "callbacks not a list": ((x, y), {"callbacks": "early"}, TypeError, "callbacks='early'"),
         "callbacks not Callbacks": ((x, y), {"callbacks": [object()]}, TypeError, "callbacks"),
     }
+
+
+def _unit_range_with_outlier(x):
+    """`x` scaled to [0, 1], one pixel at 200: past a max-based check."""
+    scaled = x.astype("float32") / 255.0
+    scaled[0, 0, 0, 0] = 200.0
+    return scaled
 
 
 FIT_CASES = list(fit_cases(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8)))
@@ -259,6 +283,11 @@ def predict_cases(x):
         "score, weights not numbers": ("score", (x[:2], [0, 1], ["a", "b"]), "must be numbers"),
         "evaluate, labels too long": ("evaluate", (x[:2], [0, 1, 2]), "2 images and 3 labels"),
         "evaluate, named labels for int classes": ("evaluate", (x[:1], ["cat"]), "outside"),
+        "predict, [0, 1] floats with an outlier": (
+            "predict",
+            (_unit_range_with_outlier(x + 100),),
+            "multiply the images by 255",
+        ),
     }
 
 
@@ -530,3 +559,252 @@ def test_bad_command_line_values(case, saved, cifar10_path, tmp_path, capsys):
     assert error.startswith(f"keras-adanas {argv[0]}: error:") and message in error
     assert not directory.exists() and not os.path.exists(f"{directory}_saved")
     assert not os.path.exists("p.csv")
+
+
+# === Inputs that used to fail late, silently or with a traceback ===
+
+
+def test_numpy_scalars_are_accepted_and_recorded_as_plain_json(images, tmp_path):
+    """A grid built from arrays (GridSearchCV) passes NumPy integers: they
+    pass the checks, and the search's record holds plain JSON numbers."""
+    clf = AdaNASClassifier(
+        architecture="1@24",
+        budget=np.int64(10**6),
+        steps_per_iteration=np.int64(2),
+        seed=np.int64(3),
+        verbose=np.int64(0),
+        learning_rate=np.float32(0.05),
+        directory=str(tmp_path / "project"),
+    )
+    with pytest.raises(AssertionError, match="training started"):
+        clf.fit(*images)  # past every check and the record: no_training stops it
+    params = json.loads((tmp_path / "project" / "search.json").read_text())["params"]
+    assert params["budget"] == 10**6 and params["seed"] == 3 and params["verbose"] == 0
+    assert type(params["steps_per_iteration"]) is int
+
+
+def test_integer_labels_make_the_sorted_distinct_classes(images):
+    x = images[0][:4]
+    data = load_images(x, [10**7, 0, 10**7, 0])
+    assert data.classes == (0, 10**7) and data.labels.tolist() == [1, 0, 1, 0]
+    data = load_images(x, [2**40, -3, 5, 5])
+    assert data.classes == (-3, 5, 2**40) and data.labels.tolist() == [2, 0, 1, 1]
+
+
+def test_a_dataset_of_unknown_length_that_never_ends_is_refused(images, monkeypatch):
+    import keras_adanas.data as data_module
+
+    x, y = images
+
+    def forever():
+        label = 0
+        while True:
+            label = 1 - label
+            yield x[0], label
+
+    dataset = tf.data.Dataset.from_generator(
+        forever,
+        output_signature=(
+            tf.TensorSpec((32, 32, 3), tf.uint8),
+            tf.TensorSpec((), tf.int64),
+        ),
+    )
+    monkeypatch.setattr(data_module, "dataset_read_limit", lambda: 100 * x[0].nbytes)
+    with pytest.raises(ValueError, match="unknown length must end.*`dataset.take\\(n\\)`"):
+        load_images(dataset)
+    # A finite one of unknown length reads whole.
+    assert len(load_images(dataset.take(5))) == 5
+
+
+def test_the_pixel_rule_is_the_same_for_fit_and_predict(fitted, images):
+    x = images[0][:4]
+    dark = np.zeros(x.shape, "float32")
+    dark[:, :4, :4] = 1.0  # raw pixel values 0 and 1: dark, not scaled
+    assert fitted.predict(dark).shape == (4,)
+    load_images(dark, [0, 1, 0, 1])  # and fit reads them
+    for scaled in (x / 255.0, _unit_range_with_outlier(x)):
+        with pytest.raises(ValueError, match="multiply the images by 255"):
+            load_images(scaled, [0, 1, 0, 1])
+        with pytest.raises(ValueError, match="multiply the images by 255"):
+            fitted.predict(scaled)
+
+
+def test_sixteen_bit_images_are_scaled_to_eight_bits(tmp_path):
+    from PIL import Image
+
+    values = np.array([[0, 257 * 100], [257 * 200, 65535]], np.uint16)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(values).save(tmp_path / label / "image.png")
+        assert Image.open(tmp_path / label / "image.png").mode.startswith("I")
+    data = load_images(tmp_path)
+    assert data.images.dtype == np.uint8
+    np.testing.assert_array_equal(data.images[0, :, :, 0], [[0, 100], [200, 255]])
+
+
+def test_a_decompression_bomb_is_a_value_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / label / "image.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ValueError, match="Could not read the image .*image.png"):
+        load_images(tmp_path)
+
+
+def test_predict_reads_an_npy_file_of_images(fitted, images, tmp_path):
+    x = images[0][:3]
+    np.save(tmp_path / "images.npy", x)
+    np.testing.assert_array_equal(fitted.predict(str(tmp_path / "images.npy")), fitted.predict(x))
+    with pytest.raises(ValueError, match="`fit` needs labels"):
+        AdaNASClassifier(architecture="1@24").fit(str(tmp_path / "images.npy"))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"params": {}, "data": 5},
+        {"params": [], "data": {}},
+        {"params": {}, "data": {"train": "x"}},
+    ],
+)
+def test_a_search_record_of_the_wrong_shape_is_refused(record, project, images):
+    (project / "search.json").write_text(json.dumps(record))
+    before = snapshot(project)
+    clf = AdaNASClassifier(architecture="1@24", directory=str(project), verbose=0)
+    with pytest.raises(ValueError, match="not a keras_adanas search record"):
+        clf.fit(*images)
+    assert snapshot(project) == before
+
+
+def test_damaged_metadata_is_a_value_error(tmp_path):
+    import keras
+
+    member = NASNetA("1@24", 10, seed=0).without_auxiliary_head(name="member_1")
+    for metadata, message in [
+        ({"params": {}, "members": []}, "history missing"),
+        ({"params": {"size": 3}, "members": [], "history": []}, r"does not know: \['size'\]"),
+    ]:
+        ensemble = Ensemble([member], MixtureWeights("uniform", 1), metadata=metadata)
+        keras.saving.save_model(ensemble, tmp_path / "damaged.keras")
+        with pytest.raises(ValueError, match=message):
+            AdaNASClassifier.load(tmp_path / "damaged.keras")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[1, 2]",
+        '{"signature": {}, "epoch": 1, "weights": "../../secret.npz", "epoch_logs": []}',
+        '{"signature": {}, "epoch": true, "weights": "epoch_0001.state.npz", "epoch_logs": []}',
+    ],
+)
+def test_a_damaged_backup_record_is_ignored(content, tmp_path):
+    from keras_adanas.backup import IterationBackup
+
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "backup.json").write_text(content)
+    assert IterationBackup(tmp_path / "backup", {}).read() is None
+
+
+def test_a_preset_takes_epochs_instead_of_its_steps():
+    from keras_adanas.presets import preset_arguments
+
+    arguments = preset_arguments("smoke", epochs_per_iteration=1)
+    assert arguments["epochs_per_iteration"] == 1 and arguments["steps_per_iteration"] is None
+    arguments = preset_arguments("demo", steps_per_iteration=7)
+    assert arguments["steps_per_iteration"] == 7 and arguments["epochs_per_iteration"] is None
+
+
+def test_export_to_a_symbolic_link_replaces_its_target_and_keeps_the_link(tmp_path):
+    from keras_adanas.io_utils import write_directory_atomically
+
+    target = tmp_path / "models" / "v1"
+    target.mkdir(parents=True)
+    (target / "saved_model.pb").write_bytes(b"old")
+    (tmp_path / "current").symlink_to(target)
+
+    def write(folder):
+        (tmp_path / folder / "saved_model.pb").write_bytes(b"new")
+
+    write_directory_atomically(write, tmp_path / "current")
+    assert os.path.islink(tmp_path / "current")
+    assert (tmp_path / "current" / "saved_model.pb").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["current", "models"]
+    assert sorted(os.listdir(tmp_path / "models")) == ["v1"]
+
+
+# === The command line: one line and exit status 2 for every anticipated error ===
+
+
+def run_cli(argv, capsys):
+    from keras_adanas.cli import main
+
+    status = main([str(a) for a in argv])
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    return status, error
+
+
+def test_cli_one_line_errors_for_files_and_folders(saved, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    long_name = tmp_path / ("x" * 300)
+    status, error = run_cli(["fit", "digits", "--directory", long_name], capsys)
+    assert status == 2 and error.startswith("keras-adanas fit: error: File name too long")
+
+    (tmp_path / "out.npz").mkdir()
+    status, error = run_cli(["predict", saved, "digits", "--output", "out.npz"], capsys)
+    assert status == 2 and "`--output` is an existing folder" in error
+
+    (tmp_path / "plots.png").write_text("mine")
+    status, error = run_cli(["report", saved, "--plots", "plots.png"], capsys)
+    assert status == 2 and "`--plots` is an existing file" in error
+    assert (tmp_path / "plots.png").read_text() == "mine"
+
+
+def test_cli_refuses_a_plots_link_out_of_the_project(saved, tmp_path, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    os.replace(untrained_classifier_file(tmp_path / "c.keras"), project / "ensemble.keras")
+    (tmp_path / "elsewhere").mkdir()
+    (project / "plots").symlink_to(tmp_path / "elsewhere")
+    status, error = run_cli(["report", project], capsys)
+    assert status == 2 and "is a symbolic link" in error
+    assert os.listdir(tmp_path / "elsewhere") == []
+
+
+def test_cli_offline_download_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example: None -- [Errno -3] no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    status, error = run_cli(["fit", "cifar10", "--directory", tmp_path / "p"], capsys)
+    assert status == 2 and "Could not download 'cifar10' through keras.datasets" in error
+    assert not (tmp_path / "p").exists()
+
+
+def test_cli_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(AdaNASClassifier, "fit", interrupted)
+    status, error = run_cli(["fit", "digits", "--directory", tmp_path / "p"], capsys)
+    assert status == 130
+    assert error == "keras-adanas fit: interrupted. Run the same command again to resume.\n"
+
+
+def test_cli_takes_epochs_over_a_presets_steps(tmp_path, capsys, monkeypatch):
+    seen = {}
+
+    def record(self, *args, **kwargs):
+        seen.update(self.get_params())
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(AdaNASClassifier, "fit", record)
+    argv = ["fit", "digits", "--directory", tmp_path / "p", "--preset", "smoke"]
+    status, _ = run_cli([*argv, "--epochs-per-iteration", "1"], capsys)
+    assert status == 2 and seen["epochs_per_iteration"] == 1
+    assert seen["steps_per_iteration"] is None

@@ -284,3 +284,35 @@ def test_loss_scaling_on_several_replicas_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="one device only; the strategy has 2 replicas"):
         classifier.fit(images, np.arange(8) % 2)
     assert not directory.exists()
+
+
+def test_each_replica_draws_its_own_drop_path_masks(runs):
+    first, second = runs["drop_path_masks"]
+    assert set(first) <= {0.0, 2.0} and set(second) <= {0.0, 2.0}  # keep 0.5, scaled
+    assert 0.0 in first and 2.0 in first
+    assert first != second
+
+
+def test_synchronized_batch_norm_normalizes_over_the_global_batch(runs):
+    """Replica 0 holds [0, 2] and replica 1 [4, 6]: on its own, each
+    normalizes to [-1, 1]; synchronized, by the mean 3 and variance 5 of all
+    four. The layer is unsynchronized again afterwards (saved members load on
+    any backend)."""
+    outputs = runs["batch_norm"]
+    np.testing.assert_allclose(outputs["own"], [[-1, 1], [-1, 1]], atol=1e-5)
+    expected = (np.array([[0, 2], [4, 6]]) - 3.0) / np.sqrt(5.0)
+    np.testing.assert_allclose(outputs["synchronized"], expected, atol=1e-5)
+    assert outputs["synchronized_after"] is False
+
+
+def test_batch_norm_is_synchronized_by_default_when_a_replicas_share_is_small():
+    from keras_adanas.search import SYNCHRONIZED_BELOW, IterationConfig
+
+    assert SYNCHRONIZED_BELOW == 16
+    assert IterationConfig(batch_size=64).synchronizes_batch_norm(8)  # 8 images each
+    assert not IterationConfig(batch_size=64).synchronizes_batch_norm(2)  # 32 each
+    assert not IterationConfig(batch_size=8).synchronizes_batch_norm(1)  # one device
+    assert IterationConfig(batch_size=64, synchronized_batch_norm=True).synchronizes_batch_norm(2)
+    assert not IterationConfig(
+        batch_size=64, synchronized_batch_norm=False
+    ).synchronizes_batch_norm(8)

@@ -35,7 +35,6 @@ def test_each_file_is_flushed_before_its_rename_and_each_folder_after(flushed, t
     io_utils.write_json_atomically({"a": 1}, tmp_path / "record.json")
     io_utils.save_arrays_atomically(tmp_path / "arrays.npz", x=np.arange(3))
     io_utils.save_model_atomically(model, tmp_path / "model.keras")
-    io_utils.save_weights_atomically(model, tmp_path / "model.weights.h5")
 
     def write_folder(folder):
         os.makedirs(os.path.join(folder, "variables"))
@@ -44,7 +43,7 @@ def test_each_file_is_flushed_before_its_rename_and_each_folder_after(flushed, t
                 file.write(b"bytes")
 
     io_utils.write_directory_atomically(write_folder, tmp_path / "saved_model")
-    files = ["record.json", "arrays.npz", "model.keras", "model.weights.h5"]
+    files = ["record.json", "arrays.npz", "model.keras"]
     files += ["saved_model/saved_model.pb", "saved_model/variables/data"]
     assert {(tmp_path / name).stat().st_ino for name in files} <= flushed
     folders = [tmp_path, tmp_path / "saved_model", tmp_path / "saved_model" / "variables"]
@@ -53,7 +52,6 @@ def test_each_file_is_flushed_before_its_rename_and_each_folder_after(flushed, t
     assert sorted(os.listdir(tmp_path)) == [
         "arrays.npz",
         "model.keras",
-        "model.weights.h5",
         "record.json",
         "saved_model",
     ]

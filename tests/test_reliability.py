@@ -294,7 +294,7 @@ def test_overwrite_starts_anew_and_removes_only_search_files(small_cifar, tmp_pa
     ProjectDirectory(project).record_search(old._params_record(), {"train": None})
     (project / "iteration_007").mkdir()
     (project / "iteration_007" / "report.json").write_text("{}")
-    (project / ".ensemble.keras.abc.tmp.keras").write_bytes(b"torn")
+    (project / ".ensemble.keras.adanas-abc.tmp.keras").write_bytes(b"torn")
     (project / "notes.txt").write_text("mine")
     arguments = dict(
         architecture="1@24",

@@ -261,3 +261,24 @@ def test_trains_under_a_mixed_precision_policy():
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(history.history["loss"]).all()
     assert np.isfinite(history.history["candidate_0_loss"]).all()
+
+
+def test_candidates_of_different_iterations_share_no_kernel():
+    """Each candidate's seed is a hash of (seed, iteration, index): no two
+    candidates of a search start from the same kernel, though each layer's
+    seed is the candidate's plus an offset."""
+    candidates = [
+        candidate
+        for iteration in (1, 2, 3)
+        for candidate in build_candidates(["1@24", "1@24"], 10, (32, 32, 3), iteration, seed=0)
+    ]
+    seen = {}
+    for candidate in candidates:
+        for variable in candidate.trainable_variables:
+            if "kernel" not in variable.path:
+                continue
+            value = keras.ops.convert_to_numpy(variable)
+            key = (value.shape, value.tobytes())
+            assert key not in seen, f"{variable.path} repeats {seen[key]}"
+            seen[key] = variable.path
+    assert len(seen) > 100

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_adanas.distribute import uniform_per_replica
 from keras_adanas.nasnet.batch_norm import FusedBatchNormalization
 
 BN_MOMENTUM = 0.9
@@ -224,9 +225,8 @@ class DropPath(keras.layers.Layer):
         keep = self.keep_probability()
         self.step.assign(self.step + 1.0)
         batch_size = ops.shape(inputs)[0]
-        noise = keras.random.uniform(
-            (batch_size, 1, 1, 1), seed=self.seed_generator, dtype="float32"
-        )
+        # Each replica of a tf.distribute strategy draws its own masks.
+        noise = uniform_per_replica((batch_size, 1, 1, 1), self.seed_generator)
         mask = ops.floor(keep + noise) / keep
         return inputs * ops.cast(mask, inputs.dtype)
 
