@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Every GPU figure of benchmarks/throughput.py in one call of the device tool
-# (an H200 with JAX and no TensorFlow; 15 minutes of device time per task).
+# Every GPU figure of benchmarks/throughput.py in one run, on any machine with
+# an NVIDIA GPU and JAX (TensorFlow not needed).
 #
-# Here, once, in the repository root (both folders are ignored, so carried):
-#   echo /.whl/ >> .git/info/exclude; echo /.device/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --implementation cp --platform manylinux_2_28_x86_64 \
-#     --platform manylinux_2_17_x86_64 -d .whl keras==3.15.1 namex optree
-#   mkdir -p .device/data && cp ../shared/data/cifar10-dev.npz .device/data/
-# Then the device tool's `run`, with carry [".whl", ".device"] and timeout_s 600:
-#   bash benchmarks/device_check.sh
+#   pip install -e ".[jax]" && pip install -U "jax[cuda12]"   # or a JAX already there
+#   ADANAS_DATA_DIR=/path/to/data bash benchmarks/device_check.sh [STAGE ...]
+#
+# On a machine that cannot reach a package index, bring Keras and its pure-Python
+# dependencies as wheels in .whl/ (they are installed from there with --no-index):
+#   python3 -m pip download --no-deps --only-binary=:all: -d .whl keras namex optree
+# and the data as .device/data/cifar10-dev.npz (the default when ADANAS_DATA_DIR
+# is unset).
 #
 # Stages, most needed first, each under its own time limit so that one slow
 # compile leaves the others their time; each writes $OUT/<stage>.json as soon
@@ -36,7 +36,6 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export KERAS_BACKEND="${KERAS_BACKEND:-jax}" PYTHONUNBUFFERED=1
 DATA="${ADANAS_DATA_DIR:-.device/data}/cifar10-dev.npz"
-[ -f "$DATA" ] || DATA="../shared/data/cifar10-dev.npz"
 
 nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 python3 -c "import jax, keras; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())"

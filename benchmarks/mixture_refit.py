@@ -1,7 +1,7 @@
 r"""How much the jointly learned mixture weights cost a finished search.
 
     python benchmarks/mixture_refit.py runs/demo digits
-    python benchmarks/mixture_refit.py runs/cifar10-w-akd ../shared/data/cifar10-dev.npz
+    python benchmarks/mixture_refit.py runs/cifar10-w-akd cifar10-dev.npz
 
 The search learns iteration i's mixture weights (DESIGN.md, step 3) while the
 new candidate trains: early on the candidate is poor, so the weights lean on

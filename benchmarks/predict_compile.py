@@ -1,9 +1,9 @@
 """The first `predict` of an ensemble, where compiling dominates: Keras'
 `predict` on batches of 256 with a smaller last one, against
-`keras_adanas.data.predict_images` (batches of one size), as a ratio
+`keras_adanas.inference.predict_images` (batches of one size), as a ratio
 measured in the same run.
 
-    python benchmarks/predict_compile.py --data ../shared/data/cifar10-dev.npz
+    python benchmarks/predict_compile.py --data cifar10-dev.npz
     KERAS_BACKEND=jax python benchmarks/predict_compile.py --data ...
 
 Keras traces (TensorFlow) or compiles (JAX) its predict step once per batch
@@ -22,8 +22,8 @@ import keras
 import numpy as np
 
 from keras_adanas import Architecture, load_images
-from keras_adanas.data import predict_images
 from keras_adanas.ensemble import Ensemble, MixtureWeights
+from keras_adanas.inference import predict_images
 from keras_adanas.search import build_candidates
 
 

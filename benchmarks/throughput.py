@@ -1,14 +1,14 @@
 """Where a search's time goes: training throughput of its configurations, as
 ratios against one lone candidate measured in the same run.
 
-    python benchmarks/throughput.py --data ../shared/data/cifar10-dev.npz
+    python benchmarks/throughput.py --data cifar10-dev.npz
     python benchmarks/throughput.py --architecture 1@96 --repeats 3  # quicker
     python benchmarks/throughput.py --jit-compile true --mixed-precision
     KERAS_BACKEND=jax python benchmarks/throughput.py ...  # on a GPU machine
     bash benchmarks/device_check.sh  # every GPU figure in one device call
 
 TensorFlow is optional on JAX: without it the batches come from
-`keras_adanas.batches` and F (which needs a SavedModel) is skipped.
+`keras_adanas.data.batches` and F (which needs a SavedModel) is skipped.
 
 Figures (images/s; every "step time" ratio is time per training step):
   A  one candidate alone (a Distiller of one 2@192 candidate, no members): the base

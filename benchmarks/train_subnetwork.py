@@ -2,7 +2,7 @@
 and training throughput.
 
     python benchmarks/train_subnetwork.py --architecture 2@192 --epochs 3 \
-        --batch-size 32 --data ../shared/data/cifar10-dev.npz
+        --batch-size 32 --data cifar10-dev.npz
 
 Throughput is training images/s over the epochs after the first (the first
 includes tracing and compilation); with one epoch it is that epoch's.

@@ -7,7 +7,7 @@ TensorFlow SavedModel and prints a summary beside the paper's figure:
     python examples/cifar10.py --preset w-akd --steps-per-iteration 20000
 
     # A few minutes on a CPU, on a local copy of the data:
-    python examples/cifar10.py --data ../shared/data/cifar10-dev.npz --preset smoke
+    python examples/cifar10.py --data cifar10-dev.npz --preset smoke
 
     # The paper's recipe with a smaller subnetwork:
     python examples/cifar10.py --preset w-akd --architecture 2@96 --steps-per-iteration 5000

@@ -22,8 +22,9 @@ MODES = ("none", "born_again", "adaptive")
 class Distillation:
     """A distillation setting.
 
-    `AdaNASClassifier` builds one from its `distillation`, `kd_temperature`
-    and `kd_weight` arguments, and its `distillation` argument takes one too.
+    `AdaNASClassifier` builds one from its `distillation` (a mode name),
+    `kd_temperature` and `kd_weight` arguments; the `Distiller` of an
+    iteration takes one.
 
     Args:
         mode: one of `"none"`, `"born_again"`, `"adaptive"`.
@@ -33,8 +34,8 @@ class Distillation:
     Example:
 
     >>> kd = Distillation("adaptive", temperature=2.0)
-    >>> AdaNASClassifier(distillation=kd).distillation
-    Distillation(mode='adaptive', temperature=2.0, weight=1.0)
+    >>> kd.active, kd.needs_teacher(iteration=1)
+    (True, False)
     """
 
     mode: str = "none"

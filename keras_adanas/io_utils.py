@@ -177,6 +177,22 @@ def check_file_path(path, argument):
     return absolute
 
 
+def plain_json(value):
+    """`value` as plain JSON data: NumPy scalars become the Python numbers
+    they stand for (a grid of `GridSearchCV` built from arrays passes them).
+
+    Raises:
+        TypeError: `value` holds something JSON cannot hold.
+    """
+
+    def convert(item):
+        if isinstance(item, np.generic):
+            return item.item()
+        raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+
+    return json.loads(json.dumps(value, default=convert))
+
+
 def read_json(path):
     """Reads a JSON file written by `write_json_atomically`.
 

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 
 from keras_adanas.architecture import Architecture
-from keras_adanas.data import load_images, predict_images
+from keras_adanas.data import load_images
+from keras_adanas.inference import predict_images
 from keras_adanas.io_utils import save_figure_atomically
 from keras_adanas.project import ARCHITECTURES_PLOT, ERRORS_PLOT
 

@@ -156,8 +156,8 @@ def _export_under_tensorflow(ensemble, path):
     """Exports a PyTorch-backend ensemble from a TensorFlow-backend process.
 
     Keras exports a PyTorch model through torch_xla's StableHLO, which needs a
-    torch_xla built for the installed torch (PyPI's newest, 2.9, predates the
-    torch 2.13 tried here). A `.keras` file is the same on every
+    torch_xla built for the installed torch, often not available. A `.keras`
+    file is the same on every
     backend, so the ensemble is saved to one and exported by
     `python -m keras_adanas.serving` with `KERAS_BACKEND=tensorflow`.
     """

@@ -7,9 +7,8 @@ count on the Python code of the traced function, and every Keras model's
 predict step (or train step) is the same code: after a few models it takes
 their first traces for retracing of one function and warns that "5 out of the
 last 9 calls ... triggered tf.function retracing", suggesting a bug that is
-not there. A script running `cross_val_score` and `GridSearchCV` over
-`AdaNASClassifier` printed it four times (TensorFlow's limit: twice per
-process and kind of step).
+not there (`cross_val_score` and `GridSearchCV` over `AdaNASClassifier`
+printed it up to TensorFlow's limit, twice per process and kind of step).
 
 `expected_traces` drops that one message, from TensorFlow's logger, while
 keras_adanas runs its own models; every other message passes, and outside

@@ -4,8 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from keras_adanas.data import DATA_DIR_ENV
-
 
 def _share_the_cores_among_xdist_workers():
     """Under `pytest -n N` on the PyTorch backend, each worker's PyTorch gets
@@ -30,22 +28,15 @@ _share_the_cores_among_xdist_workers()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def data_dir():
-    return os.environ.get(DATA_DIR_ENV) or os.path.join(REPO, os.pardir, "shared", "data")
-
-
-def data_file(name):
-    path = os.path.join(data_dir(), name)
-    if not os.path.exists(path):
-        pytest.skip(f"{name} not found in {data_dir()} (set {DATA_DIR_ENV})")
-    return path
+DATA = os.path.join(REPO, "tests", "data")
+"""Real CIFAR samples committed with the tests (their sources: tests/data/README.md)."""
+CIFAR10_SAMPLE = os.path.join(DATA, "cifar10-sample.npz")
+CIFAR100_SAMPLE = os.path.join(DATA, "cifar100-sample.npz")
 
 
 @pytest.fixture(scope="session")
 def cifar10_path():
-    return data_file("cifar10-dev.npz")
+    return CIFAR10_SAMPLE
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +47,7 @@ def cifar10(cifar10_path):
 
 @pytest.fixture(scope="session")
 def cifar100_path():
-    return data_file("cifar100-sample.npz")
+    return CIFAR100_SAMPLE
 
 
 def is_png(path):

@@ -32,6 +32,7 @@ to OUTPUT.json, under these keys:
 
 import functools
 import json
+import os
 import sys
 import time
 
@@ -48,12 +49,15 @@ if MODE == "local":
 import numpy as np  # noqa: E402
 
 from keras_adanas import AdaNASClassifier, Architecture, load_images  # noqa: E402
-from keras_adanas.data import default_data_dir, digits_images  # noqa: E402
+from keras_adanas.data import digits_images  # noqa: E402
 from keras_adanas.distillation import Distillation  # noqa: E402
 from keras_adanas.ensemble import MixtureWeights  # noqa: E402
 from keras_adanas.nasnet import DropPath, FusedBatchNormalization  # noqa: E402
 from keras_adanas.nasnet.batch_norm import synchronized_batch_norm  # noqa: E402
 from keras_adanas.search import Distiller, GroupedClippingSGD, build_candidates  # noqa: E402
+
+# The CIFAR-10 sample committed with the tests.
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cifar10-sample.npz")
 
 
 class TwoWidths:
@@ -89,7 +93,7 @@ def one_step(strategy, images, labels):
 
 
 def compare_one_step():
-    data = load_images(f"{default_data_dir()}/cifar10-dev.npz")
+    data = load_images(SAMPLE)
     images = np.concatenate([data.images[:32]] * 2).astype("float32")
     labels = np.concatenate([data.labels[:32]] * 2)
     single_logs, single_updates = one_step(tf.distribute.get_strategy(), images, labels)

@@ -19,8 +19,10 @@ import keras
 import numpy as np
 
 from keras_adanas import AdaNASClassifier, Architecture, load_images
-from keras_adanas.data import default_data_dir
 from keras_adanas.ensemble import Ensemble
+
+# The CIFAR-10 sample committed with the tests.
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cifar10-sample.npz")
 
 
 class TwoWidths:
@@ -62,7 +64,7 @@ def kill_during_saving():
 
 
 def main(directory, kill_point, output):
-    data = load_images(os.path.join(default_data_dir(), "cifar10-dev.npz"))
+    data = load_images(SAMPLE)
     train = load_images(data.images[:64], data.labels[:64], classes=data.classes)
     callbacks = []
     if kill_point == "training":
@@ -82,7 +84,7 @@ def main(directory, kill_point, output):
         verbose=2,
     )
     classifier.fit(train.images, train.labels, callbacks=callbacks)
-    test = load_images(os.path.join(default_data_dir(), "cifar10-dev.npz"), split="test")
+    test = load_images(SAMPLE, split="test")
     np.savez(
         output,
         probabilities=classifier.predict_proba(test.images[:100]),

@@ -2,7 +2,7 @@
 
 Each bad input must raise a clear `ValueError`/`TypeError` (or
 `FileNotFoundError`, `NotFittedError`) naming what was received, before any
-training starts (`run_iteration` and `build_candidates` fail the test if
+training starts (`train_candidates` and `build_candidates` fail the test if
 called) and before anything is written (the project directory is left exactly
 as it was).
 """
@@ -15,9 +15,10 @@ import pytest
 import tensorflow as tf
 from sklearn.exceptions import NotFittedError
 
-import keras_adanas.classifier as classifier_module
+import keras_adanas.search.loop as loop_module
 from keras_adanas import AdaNASClassifier, Ensemble, MixtureWeights, NASNetA, load_images
 from keras_adanas.project import ProjectDirectory, data_fingerprint
+from keras_adanas.search import SearchState
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +26,8 @@ def no_training(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("training started on bad input")
 
-    monkeypatch.setattr(classifier_module, "run_iteration", fail)
-    monkeypatch.setattr(classifier_module, "build_candidates", fail)
+    monkeypatch.setattr(loop_module, "train_candidates", fail)
+    monkeypatch.setattr(loop_module, "build_candidates", fail)
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +242,7 @@ def untrained_classifier_file(path):
     member = NASNetA("1@24", 10, seed=0).without_auxiliary_head(name="member_1")
     ensemble = Ensemble([member], MixtureWeights("uniform", 1), classes=range(10))
     classifier = AdaNASClassifier(architecture="1@24")
-    classifier._set_fitted(ensemble, range(10), [], [])
+    classifier._set_fitted(SearchState.of_ensemble(ensemble, [], []))
     classifier.save(path)
     return path
 
@@ -592,7 +593,7 @@ def test_integer_labels_make_the_sorted_distinct_classes(images):
 
 
 def test_a_dataset_of_unknown_length_that_never_ends_is_refused(images, monkeypatch):
-    import keras_adanas.data as data_module
+    import keras_adanas.data.datasets as data_module
 
     x, y = images
 

@@ -160,6 +160,7 @@ def test_recomputed_batch_statistics_change_only_the_statistics(fitted, cifar_st
         AdaNASClassifier().recompute_batch_statistics(x_train)
 
 
+@pytest.mark.slow
 def test_saved_models_serve_without_keras_adanas(fitted, cifar_strings, tmp_path):
     """`export` writes a SavedModel that serves in a process without
     keras_adanas; so does `_export_under_tensorflow`, the export of
@@ -259,6 +260,7 @@ def test_clone_and_get_params():
         copy.predict(np.zeros((1, 32, 32, 3), "uint8"))
 
 
+@pytest.mark.slow
 def test_cross_val_score_fits_a_clone_per_fold(cifar10):
     """scikit-learn's model selection clones, fits and scores per fold."""
     from sklearn.model_selection import cross_val_score
@@ -335,6 +337,7 @@ class _OptimizerProbe(keras.callbacks.Callback):
         self.seen.append((type(optimizer).__name__, None if scale is None else float(scale)))
 
 
+@pytest.mark.slow
 def test_mixed_float16_search_scales_the_loss_and_serves_float32(cifar_strings, tmp_path):
     probe = _OptimizerProbe()
     clf = AdaNASClassifier(

@@ -25,6 +25,7 @@ def small_npz(cifar10, tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_fit_report_evaluate_predict_export(small_npz, tmp_path, capsys):
     project = str(tmp_path / "project")
     argv = ["fit", small_npz, "--directory", project, "--preset", "smoke"]

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_adanas.data import CIFARAugmentation, LabeledImages, load_images, predict_images
+from keras_adanas.data import CIFARAugmentation, LabeledImages, load_images
+from keras_adanas.inference import predict_images
 
 RNG = np.random.default_rng(0)
 
@@ -33,17 +34,17 @@ def test_npz_splits_share_one_class_mapping(cifar10_path):
     train = load_images(cifar10_path)
     test = load_images(cifar10_path, split="test")
     assert isinstance(train, LabeledImages)
-    assert (len(train), len(test)) == (5000, 2000)
+    assert (len(train), len(test)) == (320, 320)  # the sample: 32 images per class
     assert train.image_shape == (32, 32, 3) and train.images.dtype == np.uint8
     assert train.classes == test.classes == tuple(range(10))
     assert train.class_names[:2] == ("airplane", "automobile")
     assert train.labels.dtype == np.int32
-    assert np.bincount(train.labels).tolist() == [500] * 10
+    assert np.bincount(train.labels).tolist() == [32] * 10
 
 
 def test_cifar100_sample_keeps_all_100_classes(cifar100_path):
     data = load_images(cifar100_path)
-    assert len(data) == 100 and data.num_classes == 100
+    assert len(data) == 40 and data.num_classes == 100
     assert len(set(data.labels.tolist())) < 100  # the sample lacks some classes
     assert len(data.class_names) == 100
 
@@ -167,15 +168,15 @@ def test_images_without_labels():
 
 def test_training_pipeline_shapes_dtypes_and_ranges(cifar10_path):
     data = load_images(cifar10_path, split="test")
-    dataset = data.training_dataset(64, seed=1)
+    dataset = data.training_dataset(48, seed=1)
     images, labels = next(iter(dataset))
-    assert images.shape == (64, 32, 32, 3) and images.dtype == tf.float32
-    assert labels.shape == (64,) and labels.dtype == tf.int32
+    assert images.shape == (48, 32, 32, 3) and images.dtype == tf.float32
+    assert labels.shape == (48,) and labels.dtype == tf.int32
     assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
     batches = list(dataset)
-    assert sum(int(b[0].shape[0]) for b in batches) == 2000
-    dropped = list(data.training_dataset(64, drop_remainder=True))
-    assert len(dropped) == 2000 // 64
+    assert sum(int(b[0].shape[0]) for b in batches) == 320
+    dropped = list(data.training_dataset(48, drop_remainder=True))
+    assert len(dropped) == 320 // 48
 
 
 def test_evaluation_pipeline_is_unaugmented_and_in_order(cifar10):

@@ -163,9 +163,6 @@ def runs(tmp_path_factory):
     """Starts every distributed run at once; returns their JSON outputs."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("tf.distribute needs the TF backend")
-    from conftest import data_file
-
-    data_file("cifar10-dev.npz")
     folder = tmp_path_factory.mktemp("distributed")
     # Three processes share the cores: one thread per op each. (Run alone
     # on 2 cores, this file took 182 and 196 s so, against 240 s with
@@ -213,6 +210,7 @@ def runs(tmp_path_factory):
     return outputs
 
 
+@pytest.mark.slow
 def test_one_mirrored_step_equals_one_single_device_step(runs):
     """Two candidates' worth of state, a frozen teacher (adaptive KD) and
     scalar mixture weights, one step on the same batch: the losses Keras
@@ -229,6 +227,7 @@ def test_one_mirrored_step_equals_one_single_device_step(runs):
 
 
 @pytest.mark.parametrize("mode", ["mirrored", "worker0"])
+@pytest.mark.slow
 def test_distributed_search_matches_single_device(runs, mode):
     """Two replicas of 32 images normalize by other batch statistics than one
     of 64, so a distributed search trains like a single-device one with
@@ -249,11 +248,13 @@ def test_distributed_search_matches_single_device(runs, mode):
     assert abs(distributed["accuracy"] - single["accuracy"]) <= 0.06
 
 
+@pytest.mark.slow
 def test_mirrored_runs_two_replicas_and_refuses_an_uneven_batch(runs):
     assert runs["mirrored"]["replicas"] == 2
     assert "batch_size=33" in runs["mirrored"]["uneven_batch_error"]
 
 
+@pytest.mark.slow
 def test_two_workers_agree_and_write_apart(runs):
     """Both workers hold the same model (moving statistics averaged over the
     replicas); the chief writes the project, the other its own folder."""
@@ -273,9 +274,9 @@ def test_two_workers_agree_and_write_apart(runs):
 
 
 def test_loss_scaling_on_several_replicas_is_refused(tmp_path, monkeypatch):
-    import keras_adanas.classifier
+    import keras_adanas.parameters
 
-    monkeypatch.setattr(keras_adanas.classifier, "num_replicas", lambda strategy: 2)
+    monkeypatch.setattr(keras_adanas.parameters, "num_replicas", lambda strategy: 2)
     directory = tmp_path / "project"
     classifier = AdaNASClassifier(
         architecture="1@24", dtype_policy="mixed_float16", directory=directory
@@ -286,6 +287,7 @@ def test_loss_scaling_on_several_replicas_is_refused(tmp_path, monkeypatch):
     assert not directory.exists()
 
 
+@pytest.mark.slow
 def test_each_replica_draws_its_own_drop_path_masks(runs):
     first, second = runs["drop_path_masks"]
     assert set(first) <= {0.0, 2.0} and set(second) <= {0.0, 2.0}  # keep 0.5, scaled
@@ -293,6 +295,7 @@ def test_each_replica_draws_its_own_drop_path_masks(runs):
     assert first != second
 
 
+@pytest.mark.slow
 def test_synchronized_batch_norm_normalizes_over_the_global_batch(runs):
     """Replica 0 holds [0, 2] and replica 1 [4, 6]: on its own, each
     normalizes to [-1, 1]; synchronized, by the mean 3 and variance 5 of all

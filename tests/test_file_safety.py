@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-import keras_adanas.classifier as classifier_module
+import keras_adanas.search.loop as loop_module
 from keras_adanas import AdaNASClassifier, Ensemble, MixtureWeights, NASNetA
 from keras_adanas.backup import IterationBackup, weights_digest
 from keras_adanas.io_utils import (
@@ -24,6 +24,7 @@ from keras_adanas.io_utils import (
     write_json_atomically,
 )
 from keras_adanas.project import ProjectDirectory, ProjectInUseError
+from keras_adanas.search import SearchState
 
 # The files a search writes, relative to its project directory.
 SEARCH_FILES = [
@@ -125,7 +126,7 @@ def no_training(monkeypatch):
     def stop(*args, **kwargs):
         raise TrainingStarted()
 
-    monkeypatch.setattr(classifier_module, "run_iteration", stop)
+    monkeypatch.setattr(loop_module, "train_candidates", stop)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def untrained_classifier(**params):
     member = NASNetA("1@24", 2, seed=0).without_auxiliary_head(name="member_1")
     ensemble = Ensemble([member], MixtureWeights("uniform", 1), classes=[0, 1])
     classifier = AdaNASClassifier(architecture="1@24", **params)
-    classifier._set_fitted(ensemble, [0, 1], [], [])
+    classifier._set_fitted(SearchState.of_ensemble(ensemble, [], []))
     return classifier
 
 

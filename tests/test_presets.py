@@ -2,6 +2,7 @@ import pytest
 
 from keras_adanas import AdaNASClassifier, Architecture, parse_budget
 from keras_adanas.generators import get_generator
+from keras_adanas.parameters import search_config
 from keras_adanas.presets import PRESETS, get_preset, preset_arguments
 
 SIX_AT_768 = 3_346_538  # DESIGN.md section 2, 10 classes
@@ -10,13 +11,13 @@ SIX_AT_768 = 3_346_538  # DESIGN.md section 2, 10 classes
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_a_valid_classifier(name):
     clf = AdaNASClassifier.from_preset(name)
-    settings = clf._validated_settings()
+    config = search_config(clf.get_params())
     if name == "demo":  # digits: epochs at batch 64, no augmentation
-        assert settings["epochs"] == 3 and clf.batch_size == 64 and clf.augment is False
-        assert [str(a) for a in settings["generator"].candidates([], 1)] == ["2@24", "1@48"]
+        assert config.iteration.epochs == 3 and clf.batch_size == 64 and clf.augment is False
+        assert [str(a) for a in config.generator.candidates([], 1)] == ["2@24", "1@48"]
         return
     assert clf.get_params()["batch_size"] == 32
-    assert settings["epochs"] is None and clf.steps_per_iteration >= 50
+    assert config.iteration.epochs is None and clf.steps_per_iteration >= 50
 
 
 @pytest.mark.parametrize("name", ["nokd", "akd", "ban", "w-nokd", "w-akd"])

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from keras_adanas import AdaNASClassifier, load_images
-from keras_adanas.data import DATA_DIR_ENV
 from keras_adanas.io_utils import read_json
 from keras_adanas.project import ProjectDirectory
 from keras_adanas.search import IterationConfig, build_candidates, run_iteration
@@ -24,7 +23,7 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "resumable_search.py")
 @pytest.fixture(scope="module")
 def run_search(cifar10_path):
     """Runs tests/resumable_search.py; returns (exit code, its output)."""
-    env = {**os.environ, DATA_DIR_ENV: os.path.dirname(cifar10_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def run(directory, kill_point, output):
         process = subprocess.run(
@@ -73,6 +72,7 @@ def modified_times(directory):
     }
 
 
+@pytest.mark.slow
 def test_a_search_killed_anywhere_resumes_to_the_uninterrupted_result(
     run_search, uninterrupted, tmp_path
 ):
@@ -150,16 +150,16 @@ def test_a_diverging_candidate_is_dropped_and_the_others_selected(small_cifar):
     with pytest.warns(UserWarning, match=r"Candidate 0 \(1@24\) of iteration 1 diverged"):
         result = run_iteration(1, candidates, small_cifar, small_cifar, config)
     assert result.chosen == 1
-    assert [c["diverged"] for c in result.candidates] == [True, False]
-    assert result.candidates[0]["selection_loss"] is None
-    assert np.isfinite(result.candidates[1]["selection_loss"])
+    assert [c.diverged for c in result.candidates] == [True, False]
+    assert result.candidates[0].selection_loss is None
+    assert np.isfinite(result.candidates[1].selection_loss)
     assert not np.isnan(result.member.get_layer("logits").kernel.numpy()).any()
 
 
 def test_an_iteration_whose_candidates_all_diverge_is_skipped(small_cifar, tmp_path, monkeypatch):
-    import keras_adanas.classifier as classifier_module
+    import keras_adanas.search.loop as loop_module
 
-    build = classifier_module.build_candidates
+    build = loop_module.build_candidates
 
     def diverging_in_iteration_2(architectures, num_classes, image_shape, iteration, seed, **kw):
         candidates = build(architectures, num_classes, image_shape, iteration, seed, **kw)
@@ -168,7 +168,7 @@ def test_an_iteration_whose_candidates_all_diverge_is_skipped(small_cifar, tmp_p
                 poison(candidate)
         return candidates
 
-    monkeypatch.setattr(classifier_module, "build_candidates", diverging_in_iteration_2)
+    monkeypatch.setattr(loop_module, "build_candidates", diverging_in_iteration_2)
     clf = AdaNASClassifier(
         architecture="1@24",
         max_iterations=2,
@@ -201,18 +201,18 @@ class OutOfMemory(Exception):
 
 
 def test_out_of_memory_retries_with_half_the_batch(small_cifar, monkeypatch):
-    import keras_adanas.classifier as classifier_module
+    import keras_adanas.search.loop as loop_module
 
-    run = classifier_module.run_iteration
+    train_candidates = loop_module.train_candidates
     tried = []
 
-    def fails_above_batch_8(iteration, candidates, train, selection, config, **kwargs):
+    def fails_above_batch_8(iteration, candidates, train, config, **kwargs):
         tried.append((config.batch_size, config.learning_rate))
         if config.batch_size > 8:
             raise OutOfMemory("RESOURCE_EXHAUSTED: OOM when allocating tensor")
-        return run(iteration, candidates, train, selection, config, **kwargs)
+        return train_candidates(iteration, candidates, train, config, **kwargs)
 
-    monkeypatch.setattr(classifier_module, "run_iteration", fails_above_batch_8)
+    monkeypatch.setattr(loop_module, "train_candidates", fails_above_batch_8)
     clf = AdaNASClassifier(
         architecture="1@24", max_iterations=1, steps_per_iteration=2, batch_size=32, verbose=0
     )
@@ -230,14 +230,15 @@ def test_out_of_memory_retries_with_half_the_batch(small_cifar, monkeypatch):
 
 
 def test_out_of_memory_halves_to_a_multiple_of_the_replicas(small_cifar, monkeypatch):
-    import keras_adanas.classifier as classifier_module
+    import keras_adanas.parameters
+    import keras_adanas.search.loop as loop_module
 
     tried = []
 
     class Fits(Exception):
         """Stands for the training that fits in memory (the test above runs it)."""
 
-    def fails_above_batch_8(iteration, candidates, train, selection, config, **kwargs):
+    def fails_above_batch_8(iteration, candidates, train, config, **kwargs):
         tried.append(config.batch_size)
         if config.batch_size > 8:
             raise OutOfMemory("RESOURCE_EXHAUSTED: OOM when allocating tensor")
@@ -245,8 +246,9 @@ def test_out_of_memory_halves_to_a_multiple_of_the_replicas(small_cifar, monkeyp
 
     # A strategy of 4 replicas: the global batch is split 4 ways, so half of 20
     # is rounded down to 8 (a batch of 10 would not split).
-    monkeypatch.setattr(classifier_module, "num_replicas", lambda strategy: 4)
-    monkeypatch.setattr(classifier_module, "run_iteration", fails_above_batch_8)
+    monkeypatch.setattr(loop_module, "num_replicas", lambda strategy: 4)
+    monkeypatch.setattr(keras_adanas.parameters, "num_replicas", lambda strategy: 4)
+    monkeypatch.setattr(loop_module, "train_candidates", fails_above_batch_8)
     clf = AdaNASClassifier(
         architecture="1@24", max_iterations=1, steps_per_iteration=2, batch_size=40, verbose=0
     )
@@ -261,12 +263,12 @@ def test_out_of_memory_halves_to_a_multiple_of_the_replicas(small_cifar, monkeyp
 
 
 def test_out_of_memory_below_the_floor_is_a_clear_error(small_cifar, monkeypatch):
-    import keras_adanas.classifier as classifier_module
+    import keras_adanas.search.loop as loop_module
 
     def always_out_of_memory(*args, **kwargs):
         raise OutOfMemory("RESOURCE_EXHAUSTED: OOM when allocating tensor")
 
-    monkeypatch.setattr(classifier_module, "run_iteration", always_out_of_memory)
+    monkeypatch.setattr(loop_module, "train_candidates", always_out_of_memory)
     clf = AdaNASClassifier(architecture="1@24", batch_size=16, verbose=0)
     with pytest.warns(UserWarning, match="retrying with batch size 8"):
         with pytest.raises(MemoryError, match="at batch size 8, and retries stop at batch size 8"):
@@ -274,7 +276,7 @@ def test_out_of_memory_below_the_floor_is_a_clear_error(small_cifar, monkeypatch
 
 
 def test_other_errors_are_not_retried(small_cifar, monkeypatch):
-    import keras_adanas.classifier as classifier_module
+    import keras_adanas.search.loop as loop_module
 
     calls = []
 
@@ -282,7 +284,7 @@ def test_other_errors_are_not_retried(small_cifar, monkeypatch):
         calls.append(1)
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(classifier_module, "run_iteration", broken)
+    monkeypatch.setattr(loop_module, "train_candidates", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         AdaNASClassifier(architecture="1@24", verbose=0).fit(small_cifar.images, small_cifar.labels)
     assert calls == [1]

@@ -48,7 +48,8 @@ SCRIPT = """
 import sys
 import keras
 import numpy as np
-from keras_adanas.data import load_images, predict_images
+from keras_adanas.data import load_images
+from keras_adanas.inference import predict_images
 
 def tiny_model():
     return keras.Sequential(

@@ -40,7 +40,7 @@ def test_optimizer_recipe():
         make_optimizer(total_steps=0, batch_size=32)
 
 
-@pytest.mark.parametrize("dtype", [None, "mixed_float16"])
+@pytest.mark.parametrize("dtype", [None, pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_training_lowers_the_loss_on_real_cifar_images(cifar10_path, dtype):
     keras.utils.set_random_seed(0)
     data = load_images(cifar10_path)

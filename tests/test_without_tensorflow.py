@@ -1,5 +1,5 @@
 """The library where TensorFlow is not installed: the NumPy input pipeline
-(`keras_adanas.batches`) in process, and a whole search on JAX in a process
+(`keras_adanas.data.batches`) in process, and a whole search on JAX in a process
 that cannot import TensorFlow."""
 
 import importlib.util
@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from keras_adanas import data as data_module
-from keras_adanas.batches import EvaluationBatches, TrainingBatches
 from keras_adanas.data import CIFARAugmentation, load_images
+from keras_adanas.data import pipeline as pipeline_module
+from keras_adanas.data.batches import EvaluationBatches, TrainingBatches
 
 
 @pytest.fixture
 def without_tensorflow(monkeypatch):
-    """`keras_adanas.data` as it is where `import tensorflow` fails."""
-    monkeypatch.setattr(data_module, "tf", None)
+    """`keras_adanas.data`'s pipeline as it is where `import tensorflow` fails."""
+    monkeypatch.setattr(pipeline_module, "tf", None)
 
 
 def numbered_images(count=50, side=16):
@@ -172,6 +172,7 @@ def test_augment_array_draws_every_offset_and_both_flips():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs JAX")
+@pytest.mark.slow
 def test_search_predict_and_save_on_jax_without_tensorflow(cifar10_path, tmp_path):
     """A fresh process on JAX whose `import tensorflow` fails, as on a JAX or
     PyTorch install without TensorFlow: load, fit, predict, save and load."""

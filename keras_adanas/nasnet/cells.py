@@ -3,11 +3,11 @@
 import keras
 
 from keras_adanas.nasnet.ops import (
-    PaddingExcludedAveragePooling2D,
     apply_factorized_reduction,
     apply_relu_conv_bn,
     apply_separable_stack,
 )
+from keras_adanas.workarounds import PaddingExcludedAveragePooling2D
 
 
 def _channels(x):

@@ -1,14 +1,11 @@
 """NASNet-A building blocks: layer settings, separable stacks, factorized
 reduction and scheduled drop path."""
 
-import math
-
 import keras
-import numpy as np
 from keras import ops
 
 from keras_adanas.distribute import uniform_per_replica
-from keras_adanas.nasnet.batch_norm import FusedBatchNormalization
+from keras_adanas.workarounds import FusedBatchNormalization
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -17,113 +14,18 @@ WEIGHT_DECAY = 5e-4
 DROP_PATH_KEEP_PROB = 0.6
 
 
-@keras.saving.register_keras_serializable(package="keras_adanas")
-class HostVarianceScaling(keras.initializers.VarianceScaling):
-    """`keras.initializers.VarianceScaling`, drawn on the host on JAX.
-
-    Keras' JAX backend compiles its truncated-normal sampler once per weight
-    shape, about a quarter of a second each on a CPU: seventy shapes made
-    the first 1@24 NASNet-A take 17 s to build (12 s of it compiling), where
-    TensorFlow takes 2 s. On JAX, with an integer seed and without
-    `input_axes`/`output_axes`, this initializer draws the same distribution
-    (a normal truncated at two standard deviations, scaled as Keras scales
-    it) with SciPy's `truncnorm` on a NumPy generator seeded by `seed`, which
-    compiles nothing; the same seed gives the same values at every call, as
-    Keras' seeded initializers do. Elsewhere, and for every other distribution, it is
-    `VarianceScaling` unchanged. (The values differ from Keras' for the same
-    seed, as Keras' own differ from backend to backend.)
-
-    Args:
-        As `keras.initializers.VarianceScaling`.
-
-    Example:
-
-    >>> init = HostVarianceScaling(2.0, "fan_out", "truncated_normal", seed=1)
-    >>> tuple(init((3, 3, 8, 16)).shape)
-    (3, 3, 8, 16)
-    """
-
-    def __call__(self, shape, dtype=None):
-        if (
-            keras.config.backend() != "jax"
-            or self.distribution != "truncated_normal"
-            or not isinstance(self.seed, int)
-            or getattr(self, "input_axes", None) is not None
-            or getattr(self, "output_axes", None) is not None
-        ):
-            return super().__call__(shape, dtype=dtype)
-        shape = tuple(int(d) for d in shape)
-        fan_in, fan_out = _fans(shape)
-        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(self.mode, (fan_in + fan_out) / 2.0)
-        # Keras' stddev: that of the normal before truncation at +-2.
-        stddev = math.sqrt(self.scale / max(1.0, fan)) / 0.87962566103423978
-        # SciPy comes with scikit-learn, a dependency.
-        from scipy.stats import truncnorm
-
-        rng = np.random.default_rng(self.seed)
-        sample = truncnorm.rvs(-2.0, 2.0, size=shape, random_state=rng)
-        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        return ops.convert_to_tensor(sample * stddev, dtype=dtype)
-
-
-def _fans(shape):
-    """`(fan_in, fan_out)` of a weight shape, as Keras counts them: a kernel's
-    last two axes are its inputs and outputs, times its receptive field."""
-    if not shape:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    receptive_field = math.prod(shape[:-2])
-    return shape[-2] * receptive_field, shape[-1] * receptive_field
-
-
 def kernel_initializer(seed=None):
     """VarianceScaling(2.0, fan_out, truncated normal), as the reference."""
-    return HostVarianceScaling(
+    return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_out", distribution="truncated_normal", seed=seed
     )
 
 
-@keras.saving.register_keras_serializable(package="keras_adanas")
-class WeightDecay(keras.regularizers.Regularizer):
-    """The reference's weight decay, `decay * sum(w**2) / 2`.
-
-    The penalty of `keras.regularizers.L2(decay / 2)`. On TensorFlow it is
-    one `L2Loss` op, with one op in the gradient, where `L2` takes a square,
-    a sum, a product and four gradient ops: a NASNet-A has a hundred and more
-    regularized kernels, and each op less is one less to trace and compile
-    (a 1@24 training step: 11% fewer ops). Elsewhere it is `L2`'s formula.
-
-    Args:
-        decay: float >= 0, `decay` above.
-
-    Example:
-
-    >>> penalty = WeightDecay(5e-4)(keras.ops.ones((2, 2)))  # 5e-4 * 4 / 2
-    """
-
-    def __init__(self, decay=WEIGHT_DECAY):
-        decay = float(decay)
-        if not decay >= 0.0:
-            raise ValueError(f"`decay` must be >= 0. Received: decay={decay}")
-        self.decay = decay
-
-    def __call__(self, x):
-        if keras.config.backend() == "tensorflow":
-            import tensorflow as tf  # L2Loss is TensorFlow's
-
-            return self.decay * tf.nn.l2_loss(x)
-        return (self.decay / 2.0) * ops.sum(ops.square(x))
-
-    def get_config(self):
-        return {"decay": self.decay}
-
-
 def kernel_regularizer(weight_decay=WEIGHT_DECAY):
-    """The reference's `weight_decay * sum(w**2) / 2` as a Keras regularizer."""
+    """The reference's `weight_decay * sum(w**2) / 2`: Keras' `L2(weight_decay / 2)`."""
     if not weight_decay:
         return None
-    return WeightDecay(weight_decay)
+    return keras.regularizers.L2(weight_decay / 2.0)
 
 
 @keras.saving.register_keras_serializable(package="keras_adanas")
@@ -370,15 +272,15 @@ class LayerFactory:
         The same function, parameter count and initial distribution as the
         `Conv2D`: its kernel flattened in (height, width, channels) order is
         the dense kernel, and the dense initializer's scale is divided by the
-        kernel area because a dense layer's fan-out does not count it. One
-        matrix multiply (25 MFLOP at batch 32) instead of a convolution that
-        oneDNN ran in 9.5 ms forward (2x2x128x768, batch 32, 2-core CPU).
+        kernel area because a dense layer's fan-out does not count it: one
+        matrix multiply where the convolution ran as a slow small-kernel
+        convolution on a CPU.
         """
         area = int(kernel_size[0]) * int(kernel_size[1])
         return keras.layers.Dense(
             int(filters),
             use_bias=False,
-            kernel_initializer=HostVarianceScaling(
+            kernel_initializer=keras.initializers.VarianceScaling(
                 scale=2.0 / area,
                 mode="fan_out",
                 distribution="truncated_normal",
@@ -430,77 +332,6 @@ def apply_separable_stack(x, factory, filters, kernel_size, strides, name):
     return x
 
 
-@keras.saving.register_keras_serializable(package="keras_adanas")
-class DiagonalShift(keras.layers.Layer):
-    """Moves an image one pixel up and one left, filling the last row and
-    column with zeros: `y[:, i, j] = x[:, i + 1, j + 1]`, same shape.
-
-    The factorized reduction's second path reads the odd pixels through it.
-    It is a slice and a pad, whose gradients are a pad and a slice: Keras'
-    `Cropping2D` slices with `StridedSlice`, whose gradient is several times
-    slower on a CPU.
-
-    Example:
-
-    >>> y = DiagonalShift()(keras.ops.ones((2, 4, 4, 3)))
-    >>> tuple(y.shape)
-    (2, 4, 4, 3)
-    """
-
-    def call(self, inputs):
-        shape = ops.shape(inputs)
-        inner = ops.slice(inputs, (0, 1, 1, 0), (shape[0], shape[1] - 1, shape[2] - 1, shape[3]))
-        return ops.pad(inner, ((0, 0), (0, 1), (0, 1), (0, 0)))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package="keras_adanas")
-class PaddingExcludedAveragePooling2D(keras.layers.AveragePooling2D):
-    """`AveragePooling2D` whose `"same"` windows average real pixels only, on
-    every backend.
-
-    TensorFlow and JAX leave the padding out of each window's mean. Keras'
-    PyTorch backend does too where the padding is even, but pads an uneven
-    one (a 3x3 window with stride 2 on an even size: none before, one after)
-    by repeating the edge, and counts the repeats: the last row and column of
-    a reduction cell's `avg3` differ, and a PyTorch-trained network would
-    serve other probabilities once exported to TensorFlow. On PyTorch this
-    layer pads with zeros as TensorFlow does and divides each window's sum by
-    the number of real pixels in it; elsewhere it is `AveragePooling2D`.
-
-    Example:
-
-    >>> pool = PaddingExcludedAveragePooling2D(3, strides=2, padding="same")
-    >>> tuple(pool(keras.ops.ones((1, 4, 4, 1))).shape)
-    (1, 2, 2, 1)
-    """
-
-    def call(self, inputs):
-        if (
-            keras.backend.backend() != "torch"
-            or self.padding != "same"
-            or self.data_format != "channels_last"
-            or None in inputs.shape[1:3]
-        ):
-            return super().call(inputs)
-        pads = [(0, 0)]
-        sizes = inputs.shape[1:3]
-        for size, window, stride in zip(sizes, self.pool_size, self.strides, strict=True):
-            total = max((-(-size // stride) - 1) * stride + window - size, 0)
-            pads.append((total // 2, total - total // 2))
-        pads.append((0, 0))
-        window_sums = ops.average_pool(
-            ops.pad(inputs, pads), self.pool_size, self.strides, padding="valid"
-        )
-        ones = ops.ones((1, *sizes, 1), dtype=inputs.dtype)
-        real_fraction = ops.average_pool(
-            ops.pad(ones, pads), self.pool_size, self.strides, padding="valid"
-        )
-        return window_sums / real_fraction
-
-
 def apply_factorized_reduction(x, factory, filters, name):
     """Halves the spatial size with two offset 1x1 paths (no ReLU inside).
 
@@ -516,7 +347,11 @@ def apply_factorized_reduction(x, factory, filters, name):
     half = int(filters) // 2
     path1 = factory.layer(keras.layers.AveragePooling2D, 1, strides=2, name=f"{name}_path1_pool")(x)
     path1 = factory.conv(half, 1, name=f"{name}_path1_conv")(path1)
-    path2 = factory.layer(DiagonalShift, name=f"{name}_path2_shift")(x)
+    # x[i + 1, j + 1], zero past the edge: the odd pixels at the even places.
+    path2 = factory.layer(keras.layers.Cropping2D, ((1, 0), (1, 0)), name=f"{name}_path2_crop")(x)
+    path2 = factory.layer(keras.layers.ZeroPadding2D, ((0, 1), (0, 1)), name=f"{name}_path2_pad")(
+        path2
+    )
     path2 = factory.layer(keras.layers.AveragePooling2D, 1, strides=2, name=f"{name}_path2_pool")(
         path2
     )

@@ -27,10 +27,7 @@ ends.
 """
 
 import contextlib
-import hashlib
 import os
-
-import numpy as np
 
 from keras_adanas.backup import backup_files, remove_backup_files
 from keras_adanas.io_utils import (
@@ -67,19 +64,6 @@ class ProjectInUseError(RuntimeError):
 
 def iteration_folder(iteration):
     return f"iteration_{int(iteration):03d}"
-
-
-def data_fingerprint(data):
-    """A JSON-serializable identity of `LabeledImages`: size, shape, classes, digest."""
-    digest = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
-    if data.labels is not None:
-        digest.update(np.ascontiguousarray(data.labels).tobytes())
-    return {
-        "examples": len(data),
-        "image_shape": list(data.image_shape),
-        "classes": [c.item() if isinstance(c, np.generic) else c for c in data.classes],
-        "sha256": digest.hexdigest(),
-    }
 
 
 class ProjectDirectory:
@@ -204,6 +188,17 @@ class ProjectDirectory:
         return os.path.exists(self.ensemble_path)
 
     # === Writing ===
+
+    def start(self, params, data, anew=False):
+        """The search's first writes: creates and locks the directory,
+        removes what a search wrote there (`anew`) or only its temporary
+        files, then records the search (`record_search`)."""
+        self.create()
+        if anew:
+            self.clear()
+        else:
+            self.remove_temporary_files()
+        self.record_search(params, data)
 
     def record_search(self, params, data):
         """Writes `search.json`: the arguments and the data fingerprints."""

@@ -1,0 +1,89 @@
+"""The AdaNAS search.
+
+- `loop`: `Search`, the loop over iterations;
+- `iteration`: one iteration's training (`train_candidates`) and selection
+  (`select`), both in `run_iteration`;
+- `distiller`: `Distiller`, the training model of an iteration;
+- `optimizer`: `GroupedClippingSGD`, clipping each candidate on its own;
+- `candidates`, `budget`, `memory`, `callbacks`: the candidates' seeds and
+  models, the parameter budget, the out-of-memory retry, the timer;
+- `config`, `state`, `saved`: typed configuration, records and state, and
+  the saved format.
+"""
+
+from keras_adanas.search.budget import (
+    check_first_candidate_fits,
+    mixture_params,
+    parse_budget,
+    propose_within_budget,
+)
+from keras_adanas.search.callbacks import ThroughputTimer
+from keras_adanas.search.candidates import build_candidates, candidate_seed
+from keras_adanas.search.config import SYNCHRONIZED_BELOW, IterationConfig, SearchConfig
+from keras_adanas.search.distiller import (
+    TEACHER_KEY,
+    Distiller,
+    auxiliary_key,
+    candidate_key,
+    ensemble_key,
+)
+from keras_adanas.search.iteration import (
+    IterationResult,
+    TrainedIteration,
+    ensemble_crossentropy,
+    moving_statistics,
+    run_iteration,
+    select,
+    select_candidate,
+    train_candidates,
+)
+from keras_adanas.search.loop import Search
+from keras_adanas.search.memory import (
+    MIN_BATCH_SIZE_AFTER_OOM,
+    is_out_of_memory,
+    retry_out_of_memory,
+)
+from keras_adanas.search.optimizer import GroupedClippingSGD
+from keras_adanas.search.state import (
+    CandidateRecord,
+    IterationRecord,
+    IterationStatus,
+    MemberRecord,
+    SearchState,
+)
+
+__all__ = [
+    "MIN_BATCH_SIZE_AFTER_OOM",
+    "SYNCHRONIZED_BELOW",
+    "TEACHER_KEY",
+    "CandidateRecord",
+    "Distiller",
+    "GroupedClippingSGD",
+    "IterationConfig",
+    "IterationRecord",
+    "IterationResult",
+    "IterationStatus",
+    "MemberRecord",
+    "Search",
+    "SearchConfig",
+    "SearchState",
+    "ThroughputTimer",
+    "TrainedIteration",
+    "auxiliary_key",
+    "build_candidates",
+    "check_first_candidate_fits",
+    "candidate_key",
+    "candidate_seed",
+    "ensemble_crossentropy",
+    "ensemble_key",
+    "is_out_of_memory",
+    "mixture_params",
+    "moving_statistics",
+    "parse_budget",
+    "propose_within_budget",
+    "retry_out_of_memory",
+    "run_iteration",
+    "select",
+    "select_candidate",
+    "train_candidates",
+]

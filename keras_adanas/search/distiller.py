@@ -1,0 +1,172 @@
+"""`Distiller`: the training model of one AdaNAS iteration.
+
+It holds the candidates (the students, each a `NASNetA` with its auxiliary
+head), the frozen members of the previous ensemble (the teacher) and one
+`MixtureWeights` per candidate ensemble `f_{i-1} + w_i h_j`. One compiled
+step per batch trains all of them: its loss is the sum of every candidate's
+own loss and every candidate ensemble's cross-entropy. The sum changes nothing
+about each part's gradient: candidates share no variables, and member logits
+enter the ensembles through a stop-gradient, so candidate j only ever receives
+the gradient of its own loss and each mixture only that of its ensemble's
+loss. `GroupedClippingSGD` then clips each candidate's gradient to norm 5 on
+its own.
+"""
+
+import keras
+from keras import ops
+
+from keras_adanas.distillation import Distillation, distillation_loss, teacher_logits
+from keras_adanas.distribute import replicas_in_sync
+from keras_adanas.ensemble import MixtureWeights
+from keras_adanas.nasnet import AUX_LOGITS, LOGITS
+from keras_adanas.recipe import AUXILIARY_LOSS_WEIGHT, SparseCategoricalCrossentropyWithSmoothing
+from keras_adanas.workarounds import DistillerTrainerHooks
+
+TEACHER_KEY = "teacher"
+
+
+def candidate_key(index):
+    return f"candidate_{index}"
+
+
+def auxiliary_key(index):
+    return f"candidate_{index}_aux"
+
+
+def ensemble_key(index):
+    return f"ensemble_{index}"
+
+
+class Distiller(DistillerTrainerHooks, keras.Model):
+    """The training model of one iteration (see the module docstring).
+
+    Args:
+        candidates: list of `NASNetA` with their auxiliary heads.
+        members: list of the previous ensemble's frozen members (images ->
+            logits), oldest first.
+        previous_mixture: the previous ensemble's `MixtureWeights` (frozen),
+            or None at iteration 1.
+        mixture_kind: `"uniform"`, `"scalar"` or `"vector"`.
+        distillation: a `Distillation`.
+        label_smoothing: float, label smoothing of the candidates' losses.
+
+    Call returns a dict: `candidate_j` and `candidate_j_aux` logits; in
+    inference, or in training when mixture weights are learned,
+    `ensemble_j` logits; `teacher` logits when distilling.
+    """
+
+    def __init__(
+        self,
+        candidates,
+        members=(),
+        previous_mixture=None,
+        mixture_kind="uniform",
+        distillation=None,
+        label_smoothing=0.1,
+        name="distiller",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.candidates = list(candidates)
+        self.members = list(members)
+        for member in self.members:
+            member.trainable = False
+        if previous_mixture is not None:
+            previous_mixture.trainable = False
+        self.previous_mixture = previous_mixture
+        self.distillation = distillation or Distillation()
+        num_classes = self.candidates[0].num_classes
+        self.mixtures = [
+            MixtureWeights(mixture_kind, len(self.members) + 1, num_classes, name=f"mixture_{j}")
+            for j in range(len(self.candidates))
+        ]
+        self.learns_mixture = mixture_kind != "uniform"
+        self.has_teacher = self.distillation.active and bool(self.members)
+        self.candidate_loss = SparseCategoricalCrossentropyWithSmoothing(label_smoothing)
+        self.ensemble_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.candidate_trackers = [
+            keras.metrics.Mean(name=f"{candidate_key(j)}_loss") for j in range(len(candidates))
+        ]
+        # Uniform weights learn nothing, so their ensembles are not computed in
+        # training and have no loss to report.
+        self.ensemble_trackers = [
+            keras.metrics.Mean(name=f"{ensemble_key(j)}_loss")
+            for j in range(len(candidates) if self.learns_mixture else 0)
+        ]
+        self.built = True  # Candidates, members and mixtures are built already.
+
+    def variable_groups(self):
+        """One clipping group per candidate, then one per learned mixture."""
+        groups = [list(c.trainable_variables) for c in self.candidates]
+        groups += [list(m.trainable_variables) for m in self.mixtures if m.trainable_variables]
+        return groups
+
+    def call(self, images, training=False):
+        needs_members = bool(self.members) and (
+            not training or self.learns_mixture or self.has_teacher
+        )
+        member_logits = []
+        if needs_members:
+            # Frozen members: inference mode, no gradient.
+            member_logits = [
+                ops.stop_gradient(member(images, training=False)) for member in self.members
+            ]
+        outputs = {}
+        if self.has_teacher:
+            previous = None
+            if self.distillation.mode == "adaptive":
+                previous = self.previous_mixture(member_logits)
+            outputs[TEACHER_KEY] = teacher_logits(self.distillation.mode, member_logits, previous)
+        for j, candidate in enumerate(self.candidates):
+            out = candidate(images, training=training)
+            outputs[candidate_key(j)] = out[LOGITS]
+            outputs[auxiliary_key(j)] = out[AUX_LOGITS]
+            if not training or self.learns_mixture:
+                outputs[ensemble_key(j)] = self.mixtures[j](
+                    [*member_logits, ops.stop_gradient(out[LOGITS])]
+                )
+        return outputs
+
+    def distillation_term(self, teacher, student):
+        """`kd_weight * KD(teacher, student)`; no gradient reaches the teacher."""
+        return self.distillation.weight * distillation_loss(
+            teacher, student, self.distillation.temperature
+        )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        # NASNetA's logits are float32 under any policy, but a model whose
+        # logits layer follows a mixed policy gives float16/bfloat16 ones; the
+        # losses, and the float32 regularization terms they join, are float32.
+        y_pred = {key: ops.cast(value, "float32") for key, value in y_pred.items()}
+        total = 0.0
+        for j, candidate in enumerate(self.candidates):
+            loss = _batch_mean(self.candidate_loss, y, y_pred[candidate_key(j)])
+            loss = loss + AUXILIARY_LOSS_WEIGHT * _batch_mean(
+                self.candidate_loss, y, y_pred[auxiliary_key(j)]
+            )
+            if self.has_teacher:
+                loss = loss + self.distillation_term(y_pred[TEACHER_KEY], y_pred[candidate_key(j)])
+            if candidate.losses:
+                loss = loss + ops.sum(ops.stack(candidate.losses))
+            self.candidate_trackers[j].update_state(loss)
+            total = total + loss
+            if self.learns_mixture:
+                ensemble_loss = _batch_mean(self.ensemble_loss, y, y_pred[ensemble_key(j)])
+                self.ensemble_trackers[j].update_state(ensemble_loss)
+                total = total + ensemble_loss
+        # The trackers hold this replica's own means; the loss to differentiate
+        # is its share of the global mean (see `replicas_in_sync`).
+        return total * (1.0 / replicas_in_sync())
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *self.candidate_trackers, *self.ensemble_trackers]
+
+
+def _batch_mean(loss, y_true, y_pred):
+    """The mean of a Keras loss over the batch, unscaled: calling a
+    `keras.losses.Loss` under a TF strategy divides by the replicas already,
+    which `Distiller.compute_loss` does once for its whole sum instead."""
+    return ops.mean(loss.call(y_true, y_pred))
