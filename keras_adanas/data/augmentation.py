@@ -8,6 +8,11 @@ except ImportError:  # JAX without TensorFlow: `keras_adanas.data.batches` serve
     tf = None
 
 
+FILL_VALUE = 127.5
+"""Mid-grey: the value of the crop's padding and of the cutout, 0 once the
+model scales pixels to [-1, 1] (the reference pads and erases after scaling)."""
+
+
 def _round_half_up(value):
     # Python's round() rounds halves to even (round(2.5) == 2); a size
     # proportional to the image should not depend on the parity.
@@ -17,10 +22,12 @@ def _round_half_up(value):
 class CIFARAugmentation:
     """The CIFAR training augmentation of images, from stateless random ops.
 
-    Pads each image by `padding` zero pixels and crops it back at a random
-    offset, flips it horizontally at random, and erases one
-    `cutout_size` x `cutout_size` square, placed at random inside the image,
-    with 127.5 (the value that scales to 0 in the model).
+    Pads each image by `padding` mid-grey pixels and crops it back at a
+    random offset, flips it horizontally at random, and erases one
+    `cutout_size` x `cutout_size` square with mid-grey (`FILL_VALUE`, 127.5,
+    which scales to 0 in the model), as the reference computes it: the
+    square's centre is drawn over the whole image and the square clipped at
+    the border (on 32x32 images, 19% of the pixels on average).
 
     Every random draw is a function of the `seed` passed to the call
     (`tf.random.stateless_*`), never of a hidden state. Keras'
@@ -31,7 +38,8 @@ class CIFARAugmentation:
     uninterrupted one.
 
     `augment_array` is the same augmentation in NumPy, for the input pipeline
-    where TensorFlow is not installed.
+    where TensorFlow is not installed; `transform` (TensorFlow) and
+    `transform_array` (NumPy) apply the same draws to the same pixels.
 
     On 32x32 images the defaults are DESIGN.md's recipe: 4 pixels of padding
     and a 16x16 cutout. Other sizes keep the same proportions (an eighth of
@@ -41,7 +49,7 @@ class CIFARAugmentation:
 
     Args:
         image_shape: `(height, width, channels)`.
-        padding: int, pixels of zero padding on each side before the crop.
+        padding: int, pixels of mid-grey padding on each side before the crop.
             Defaults to `round(min(height, width) / 8)`.
         cutout_size: int, side of the erased square, at most the image side.
             Defaults to `max(1, round(min(height, width) / 2))`.
@@ -75,45 +83,21 @@ class CIFARAugmentation:
         self.padding = int(padding)
         self.cutout_size = int(cutout_size)
 
-    def crop(self, images, seed):
-        """Pad and random crop: each image moves by up to `padding` pixels in
-        each direction, with zero fill."""
-        batch, single = _as_batch(images)
-        height, width, _ = self.image_shape
-        p = self.padding
-        offsets = tf.random.stateless_uniform(
-            (tf.shape(batch)[0], 2), seed, 0, 2 * p + 1, dtype=tf.int32
-        )
-        padded = tf.pad(batch, [[0, 0], [p, p], [p, p], [0, 0]])
-        rows = offsets[:, :1] + tf.range(height)[None, :]
-        cols = offsets[:, 1:] + tf.range(width)[None, :]
-        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-        cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)
-        return cropped[0] if single else cropped
+    @property
+    def center_limits(self):
+        """Cutout centres are drawn in `[0, height) x [0, width)`."""
+        return self.image_shape[:2]
 
-    def flip(self, images, seed):
-        """Random horizontal flip of each image."""
-        batch, single = _as_batch(images)
-        flips = tf.random.stateless_uniform((tf.shape(batch)[0],), seed) < 0.5
-        flipped = tf.where(flips[:, None, None, None], tf.reverse(batch, axis=[2]), batch)
-        return flipped[0] if single else flipped
+    @property
+    def offset_limit(self):
+        """Crop offsets are drawn in `[0, 2 * padding]`."""
+        return 2 * self.padding + 1
 
-    def cutout(self, images, seed):
-        """Fills one random `cutout_size` square inside each image with 127.5."""
-        batch, single = _as_batch(images)
-        height, width, _ = self.image_shape
-        size = self.cutout_size
-        count = tf.shape(batch)[0]
-        top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        top = tf.random.stateless_uniform((count, 1), top_seed, 0, height - size + 1, tf.int32)
-        left = tf.random.stateless_uniform((count, 1), left_seed, 0, width - size + 1, tf.int32)
-        rows = tf.range(height)[None, :]
-        cols = tf.range(width)[None, :]
-        inside = ((rows >= top) & (rows < top + size))[:, :, None] & (
-            (cols >= left) & (cols < left + size)
-        )[:, None, :]
-        erased = tf.where(inside[..., None], tf.constant(127.5, batch.dtype), batch)
-        return erased[0] if single else erased
+    def cutout_corners(self, centers):
+        """Each erased square's top-left corner (row, column): its centre
+        less half its side. The square is clipped at the image border, so a
+        corner may lie outside the image."""
+        return centers - self.cutout_size // 2
 
     def __call__(self, images, seed):
         """Augments one `(H, W, C)` float image in [0, 255], or a batch
@@ -127,12 +111,55 @@ class CIFARAugmentation:
             images: float tensor `(H, W, C)` or `(B, H, W, C)`.
             seed: int tensor of shape `(2,)`.
         """
-        crop_seed, flip_seed, cutout_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed, 3)
+        batch, single = _as_batch(images)
+        count = tf.shape(batch)[0]
+        crop_seed, flip_seed, row_seed, col_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 4)
         )
-        images = self.crop(images, crop_seed)
-        images = self.flip(images, flip_seed)
-        return self.cutout(images, cutout_seed)
+        height, width = self.center_limits
+        offsets = tf.random.stateless_uniform(
+            (count, 2), crop_seed, 0, self.offset_limit, dtype=tf.int32
+        )
+        flips = tf.random.stateless_uniform((count,), flip_seed) < 0.5
+        centers = tf.concat(
+            [
+                tf.random.stateless_uniform((count, 1), row_seed, 0, height, tf.int32),
+                tf.random.stateless_uniform((count, 1), col_seed, 0, width, tf.int32),
+            ],
+            axis=1,
+        )
+        augmented = self.transform(batch, offsets, flips, centers)
+        return augmented[0] if single else augmented
+
+    def transform(self, images, offsets, flips, centers):
+        """Crops, flips and erases a batch as given, in TensorFlow.
+
+        Args:
+            images: float tensor `(B, H, W, C)` in [0, 255].
+            offsets: int tensor `(B, 2)`, each crop's top-left corner in the
+                padded image, in `[0, 2 * padding]`.
+            flips: bool tensor `(B,)`, whether to flip each crop horizontally.
+            centers: int tensor `(B, 2)`, each erased square's centre.
+
+        Returns:
+            A float tensor `(B, H, W, C)`.
+        """
+        height, width, _ = self.image_shape
+        p, size = self.padding, self.cutout_size
+        images = tf.convert_to_tensor(images)
+        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=FILL_VALUE)
+        rows = offsets[:, :1] + tf.range(height)[None, :]
+        cols = offsets[:, 1:] + tf.range(width)[None, :]
+        cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+        cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)
+        flipped = tf.where(flips[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+        corners = self.cutout_corners(centers)
+        top, left = corners[:, :1], corners[:, 1:]
+        rows, cols = tf.range(height)[None, :], tf.range(width)[None, :]
+        inside = ((rows >= top) & (rows < top + size))[:, :, None] & (
+            (cols >= left) & (cols < left + size)
+        )[:, None, :]
+        return tf.where(inside[..., None], tf.constant(FILL_VALUE, flipped.dtype), flipped)
 
     def augment_array(self, images, rng):
         """The same augmentation in NumPy, for the pipeline without TensorFlow
@@ -156,41 +183,41 @@ class CIFARAugmentation:
         single = images.ndim == 3
         batch = images[None] if single else images
         count = batch.shape[0]
-        height, width, _ = self.image_shape
-        size = self.cutout_size
-        offsets = rng.integers(0, 2 * self.padding + 1, size=(count, 2))
+        height, width = self.center_limits
+        offsets = rng.integers(0, self.offset_limit, size=(count, 2))
         flips = rng.random(count) < 0.5
-        corners = np.stack(
-            [rng.integers(0, height - size + 1, count), rng.integers(0, width - size + 1, count)],
-            axis=1,
-        )
-        augmented = self.transform_array(batch, offsets, flips, corners)
+        centers = np.stack([rng.integers(0, height, count), rng.integers(0, width, count)], axis=1)
+        augmented = self.transform_array(batch, offsets, flips, centers)
         return augmented[0] if single else augmented
 
-    def transform_array(self, images, offsets, flips, corners):
-        """Crops, flips and erases a batch as given, in NumPy.
+    def transform_array(self, images, offsets, flips, centers):
+        """`transform` in NumPy: the same pixels from the same draws.
 
         Args:
             images: array `(B, H, W, C)`, uint8 or float, in [0, 255].
-            offsets: int array `(B, 2)`, each crop's top-left corner in the
-                padded image, in `[0, 2 * padding]`.
-            flips: bool array `(B,)`, whether to flip each crop horizontally.
-            corners: int array `(B, 2)`, each erased square's top-left corner.
+            offsets, flips, centers: as `transform`, NumPy arrays.
 
         Returns:
             A new float32 array `(B, H, W, C)`.
         """
         height, width, _ = self.image_shape
         p, size = self.padding, self.cutout_size
-        padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-        augmented = np.empty(images.shape, "float32")
+        padded = np.pad(
+            np.asarray(images, "float32"),
+            ((0, 0), (p, p), (p, p), (0, 0)),
+            constant_values=FILL_VALUE,
+        )
+        augmented = np.empty(np.shape(images), "float32")
+        corners = self.cutout_corners(np.asarray(centers))
         # One slice per image: faster than one fancy-indexed gather of the batch.
         for i, ((top, left), flip, (cut_top, cut_left)) in enumerate(
             zip(offsets, flips, corners, strict=True)
         ):
             crop = padded[i, top : top + height, left : left + width]
             augmented[i] = crop[:, ::-1] if flip else crop
-            augmented[i, cut_top : cut_top + size, cut_left : cut_left + size] = 127.5
+            rows = slice(max(cut_top, 0), max(cut_top + size, 0))
+            cols = slice(max(cut_left, 0), max(cut_left + size, 0))
+            augmented[i, rows, cols] = FILL_VALUE
         return augmented
 
 
