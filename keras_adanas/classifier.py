@@ -53,6 +53,11 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         kd_temperature, kd_weight: floats, the distillation temperature and the
             weight of its term.
         mixture_weights: `"uniform"`, `"scalar"` or `"vector"`.
+        mixture_fit: how learned mixture weights are fitted: `"training"` (in
+            each training step, on the candidate's training-mode logits: the
+            paper), `"inference"` (in each step, on an inference-mode pass of
+            the candidate) or `"refit"` (after training, on the selection
+            data's served logits).
         max_iterations: int, most iterations (members) to grow.
         epochs_per_iteration, steps_per_iteration: int, how long each
             iteration trains (one of them; neither means 1 epoch).
@@ -108,6 +113,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         kd_temperature=1.0,
         kd_weight=1.0,
         mixture_weights="uniform",
+        mixture_fit="training",
         max_iterations=10,
         epochs_per_iteration=None,
         steps_per_iteration=None,
@@ -132,6 +138,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         self.kd_temperature = kd_temperature
         self.kd_weight = kd_weight
         self.mixture_weights = mixture_weights
+        self.mixture_fit = mixture_fit
         self.max_iterations = max_iterations
         self.epochs_per_iteration = epochs_per_iteration
         self.steps_per_iteration = steps_per_iteration

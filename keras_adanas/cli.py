@@ -50,6 +50,7 @@ _CLASSIFIER_FLAGS = [
     ("kd_temperature", float, "distillation temperature"),
     ("kd_weight", float, "weight of the distillation term"),
     ("mixture_weights", str, "'uniform', 'scalar' or 'vector'"),
+    ("mixture_fit", str, "'training', 'inference' or 'refit': how learned weights are fitted"),
     ("max_iterations", int, "most iterations to run"),
     ("epochs_per_iteration", int, "epochs each iteration trains"),
     ("steps_per_iteration", int, "steps each iteration trains"),

@@ -24,6 +24,7 @@ from keras_adanas.io_utils import check_folder_path, plain_json
 from keras_adanas.nasnet import resolve_dtype_policy
 from keras_adanas.search.budget import parse_budget
 from keras_adanas.search.config import IterationConfig, SearchConfig
+from keras_adanas.search.distiller import MIXTURE_FITS
 
 MAX_SEED = 2**32 - 1
 """Seeds are 32-bit, as scikit-learn's `random_state`."""
@@ -144,6 +145,7 @@ PARAMETER_CONSTRAINTS = {
     "steps_per_iteration": optional(integer(1)),
     "learning_rate": positive_number,
     "mixture_weights": one_of(*MIXTURE_KINDS, description=f"one of {MIXTURE_KINDS}"),
+    "mixture_fit": one_of(*MIXTURE_FITS, description=f"one of {MIXTURE_FITS}"),
     "augment": boolean,
     "warm_start": boolean,
     "overwrite": boolean,
@@ -226,6 +228,7 @@ def search_config(params):
             seed=None if params["seed"] is None else int(params["seed"]),
             jit_compile=params["jit_compile"],
             synchronized_batch_norm=params["synchronized_batch_norm"],
+            mixture_fit=params["mixture_fit"],
         ),
     )
 

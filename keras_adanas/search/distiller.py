@@ -23,6 +23,8 @@ from keras_adanas.recipe import AUXILIARY_LOSS_WEIGHT, SparseCategoricalCrossent
 from keras_adanas.workarounds import DistillerTrainerHooks
 
 TEACHER_KEY = "teacher"
+MIXTURE_FITS = ("training", "inference", "refit")
+"""How learned mixture weights are fitted (`Distiller`'s `mixture_fit`)."""
 
 
 def candidate_key(index):
@@ -31,6 +33,10 @@ def candidate_key(index):
 
 def auxiliary_key(index):
     return f"candidate_{index}_aux"
+
+
+def member_key(index):
+    return f"member_{index}"
 
 
 def ensemble_key(index):
@@ -49,10 +55,18 @@ class Distiller(DistillerTrainerHooks, keras.Model):
         mixture_kind: `"uniform"`, `"scalar"` or `"vector"`.
         distillation: a `Distillation`.
         label_smoothing: float, label smoothing of the candidates' losses.
+        mixture_fit: how learned mixture weights are fitted (see
+            `MIXTURE_FITS`): `"training"`, in the training step on the
+            candidate's training-mode logits (DESIGN step 3); `"inference"`,
+            in the training step on a stop-gradient inference-mode pass of
+            the candidate, as the ensemble serves it; `"refit"`, not in
+            training: `keras_adanas.search.mixture_fit` fits them on the
+            selection data once the candidates are trained.
 
     Call returns a dict: `candidate_j` and `candidate_j_aux` logits; in
     inference, or in training when mixture weights are learned,
-    `ensemble_j` logits; `teacher` logits when distilling.
+    `ensemble_j` logits; in inference `member_k` logits (the frozen
+    members'); `teacher` logits when distilling.
     """
 
     def __init__(
@@ -63,10 +77,17 @@ class Distiller(DistillerTrainerHooks, keras.Model):
         mixture_kind="uniform",
         distillation=None,
         label_smoothing=0.1,
+        mixture_fit="training",
         name="distiller",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
+        if mixture_fit not in MIXTURE_FITS:
+            raise ValueError(
+                f"`mixture_fit` must be one of {MIXTURE_FITS}. "
+                f"Received: mixture_fit={mixture_fit!r}"
+            )
+        self.mixture_fit = mixture_fit
         self.candidates = list(candidates)
         self.members = list(members)
         for member in self.members:
@@ -80,7 +101,10 @@ class Distiller(DistillerTrainerHooks, keras.Model):
             MixtureWeights(mixture_kind, len(self.members) + 1, num_classes, name=f"mixture_{j}")
             for j in range(len(self.candidates))
         ]
-        self.learns_mixture = mixture_kind != "uniform"
+        # Learned in the training step, or refitted after it (then frozen here).
+        self.learns_mixture = mixture_kind != "uniform" and mixture_fit != "refit"
+        for mixture in self.mixtures:
+            mixture.trainable = self.learns_mixture
         self.has_teacher = self.distillation.active and bool(self.members)
         self.candidate_loss = SparseCategoricalCrossentropyWithSmoothing(label_smoothing)
         self.ensemble_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -112,6 +136,8 @@ class Distiller(DistillerTrainerHooks, keras.Model):
                 ops.stop_gradient(member(images, training=False)) for member in self.members
             ]
         outputs = {}
+        if not training:
+            outputs.update((member_key(k), logits) for k, logits in enumerate(member_logits))
         if self.has_teacher:
             previous = None
             if self.distillation.mode == "adaptive":
@@ -122,8 +148,13 @@ class Distiller(DistillerTrainerHooks, keras.Model):
             outputs[candidate_key(j)] = out[LOGITS]
             outputs[auxiliary_key(j)] = out[AUX_LOGITS]
             if not training or self.learns_mixture:
+                served = out[LOGITS]
+                if training and self.mixture_fit == "inference":
+                    # The candidate as the ensemble serves it: moving batch
+                    # statistics, no drop path.
+                    served = candidate(images, training=False)[LOGITS]
                 outputs[ensemble_key(j)] = self.mixtures[j](
-                    [*member_logits, ops.stop_gradient(out[LOGITS])]
+                    [*member_logits, ops.stop_gradient(served)]
                 )
         return outputs
 

@@ -21,7 +21,8 @@ from keras_adanas.inference import predict_images
 from keras_adanas.nasnet import set_drop_path_schedule, synchronized_batch_norm
 from keras_adanas.recipe import MOMENTUM, learning_rate_schedule
 from keras_adanas.search.callbacks import ThroughputTimer
-from keras_adanas.search.distiller import Distiller, candidate_key, ensemble_key
+from keras_adanas.search.distiller import Distiller, candidate_key, ensemble_key, member_key
+from keras_adanas.search.mixture_fit import refit_mixture_weights
 from keras_adanas.search.optimizer import GroupedClippingSGD
 from keras_adanas.search.state import CandidateRecord
 from keras_adanas.tracing import expected_traces
@@ -141,6 +142,7 @@ def train_candidates(
         previous_mixture=previous_mixture,
         mixture_kind=config.mixture_kind,
         distillation=config.distillation,
+        mixture_fit=config.mixture_fit,
     )
     for candidate in candidates:
         set_drop_path_schedule(candidate, total_steps)
@@ -243,18 +245,24 @@ def select(iteration, trained, selection_data):
                 stacklevel=3,
             )
     selection_losses = [None] * len(candidates)
-    if len(candidates) > 1 and not all(diverged):
+    distiller = trained.distiller
+    refits = distiller.mixture_fit == "refit" and distiller.mixtures[0].weight is not None
+    if (len(candidates) > 1 or refits) and not all(diverged):
         batch_size = max(trained.batch_size, 256)
         predictions = predict_images(trained.distiller, selection_data, batch_size)
+        if refits:
+            _refit_mixtures(trained.distiller, predictions, selection_data.labels, diverged)
         selection_losses = [
             None
             if diverged[j]
             else ensemble_crossentropy(predictions[ensemble_key(j)], selection_data.labels)
             for j in range(len(candidates))
         ]
+        if len(candidates) == 1:
+            selection_losses = [None]
+    chosen = None if all(diverged) else 0
+    if len(candidates) > 1 and not all(diverged):
         chosen = select_candidate([np.nan if s is None else s for s in selection_losses])
-    else:
-        chosen = None if all(diverged) else 0
     member = mixture = None
     if chosen is not None:
         member = candidates[chosen].without_auxiliary_head(name=f"member_{iteration}")
@@ -280,6 +288,20 @@ def select(iteration, trained, selection_data):
         seconds=time.perf_counter() - trained.started,
         images_per_second=trained.images_per_second,
     )
+
+
+def _refit_mixtures(distiller, predictions, labels, diverged):
+    """Refits each candidate ensemble's mixture weights to the served logits
+    of the selection data (`refit_mixture_weights`), and replaces its
+    `ensemble_j` predictions with the refitted mixture's."""
+    members = [predictions[member_key(k)] for k in range(len(distiller.members))]
+    for j, mixture in enumerate(distiller.mixtures):
+        if diverged[j]:
+            continue
+        logits = [*members, predictions[candidate_key(j)]]
+        weights = refit_mixture_weights(mixture.member_weights(), logits, labels)
+        mixture.weight.assign(weights)
+        predictions[ensemble_key(j)] = keras.ops.convert_to_numpy(mixture(logits))
 
 
 def run_iteration(
