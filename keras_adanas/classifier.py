@@ -62,10 +62,19 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         epochs_per_iteration, steps_per_iteration: int, how long each
             iteration trains (one of them; neither means 1 epoch).
         batch_size: int, the global batch size.
-        learning_rate: float, the learning rate at batch size 32, scaled
-            linearly with `batch_size`.
-        augment: bool, whether to apply `keras_adanas.data.CIFARAugmentation`
-            (pad and random crop, flip, cutout, scaled to the image size).
+        recipe: `"auto"` (fitted to how long each member trains and to the
+            images, `keras_adanas.recipe.recipe_for`) or `"paper"` (the
+            paper's recipe exactly, as every paper preset).
+        learning_rate, augment, cutout_size, drop_path_keep_prob,
+            auxiliary_weight, label_smoothing, warmup, recompute_statistics:
+            the recipe's knobs, each None for the recipe's value: the
+            learning rate at batch 32 (scaled with `batch_size`); whether to
+            pad, crop, flip and cut out (`keras_adanas.data.CIFARAugmentation`);
+            the cutout's side in pixels (0: none); the drop-path keep
+            probability (1: none); the auxiliary loss weight; the label
+            smoothing; the fraction of each member's steps of learning-rate
+            warm-up; whether batch-norm statistics are recomputed on the
+            training images after each member trains.
         directory: a project directory, or None. The search records its
             arguments there, backs up the iteration in progress after every
             epoch and writes each finished iteration; fitting again with the
@@ -118,8 +127,15 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         epochs_per_iteration=None,
         steps_per_iteration=None,
         batch_size=32,
-        learning_rate=0.025,
-        augment=True,
+        recipe="auto",
+        learning_rate=None,
+        augment=None,
+        cutout_size=None,
+        drop_path_keep_prob=None,
+        auxiliary_weight=None,
+        label_smoothing=None,
+        warmup=None,
+        recompute_statistics=None,
         directory=None,
         overwrite=False,
         warm_start=False,
@@ -143,8 +159,15 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         self.epochs_per_iteration = epochs_per_iteration
         self.steps_per_iteration = steps_per_iteration
         self.batch_size = batch_size
+        self.recipe = recipe
         self.learning_rate = learning_rate
         self.augment = augment
+        self.cutout_size = cutout_size
+        self.drop_path_keep_prob = drop_path_keep_prob
+        self.auxiliary_weight = auxiliary_weight
+        self.label_smoothing = label_smoothing
+        self.warmup = warmup
+        self.recompute_statistics = recompute_statistics
         self.directory = directory
         self.overwrite = overwrite
         self.warm_start = warm_start
@@ -217,6 +240,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         """`fit` once the project directory (if any) is locked."""
         state = self._state_to_grow(project)
         train, selection = load_search_data(data, y, validation_data, classes=state.classes)
+        config = config.for_data(len(train), train.image_shape)
         if state.ensemble is not None and tuple(state.ensemble.input_shape[1:]) != (
             train.image_shape
         ):

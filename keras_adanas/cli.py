@@ -55,7 +55,13 @@ _CLASSIFIER_FLAGS = [
     ("epochs_per_iteration", int, "epochs each iteration trains"),
     ("steps_per_iteration", int, "steps each iteration trains"),
     ("batch_size", int, "global batch size"),
-    ("learning_rate", float, "learning rate at batch size 32"),
+    ("recipe", str, "'auto' (fitted to the run) or 'paper'"),
+    ("learning_rate", float, "learning rate at batch size 32 (default: the recipe's)"),
+    ("cutout_size", int, "the cutout's side in pixels, 0 for none (default: the recipe's)"),
+    ("drop_path_keep_prob", float, "drop-path keep probability, 1 for none"),
+    ("auxiliary_weight", float, "the auxiliary head's loss weight"),
+    ("label_smoothing", float, "label smoothing"),
+    ("warmup", float, "fraction of each member's steps of learning-rate warm-up"),
     ("strategy", str, "'auto', 'default', 'mirrored' or 'multi_worker' (TF_CONFIG)"),
     (
         "synchronized_batch_norm",
@@ -65,6 +71,20 @@ _CLASSIFIER_FLAGS = [
     ("dtype_policy", str, "'float32', 'mixed_float16' (GPU) or 'mixed_bfloat16'"),
     ("seed", int, "seed for a repeatable search"),
     ("verbose", int, "0, 1 or 2"),
+]
+
+
+# Classifier arguments set by a flag alone: (flag, argument, action, help).
+_SWITCHES = [
+    ("--augment", "augment", "store_true", "train with the CIFAR augmentation"),
+    ("--no-augment", "augment", "store_false", "train without the CIFAR augmentation"),
+    (
+        "--recompute-statistics",
+        "recompute_statistics",
+        "store_true",
+        "recompute batch-norm statistics after each member trains",
+    ),
+    ("--tensorboard", "tensorboard", "store_true", "write TensorBoard logs to DIRECTORY/logs"),
 ]
 
 
@@ -88,19 +108,8 @@ def build_parser():
     fit.add_argument(
         "--overwrite", action="store_true", help="discard what --directory holds and start anew"
     )
-    fit.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="train without the CIFAR augmentation",
-    )
-    fit.add_argument(
-        "--tensorboard",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="write TensorBoard logs to DIRECTORY/logs/iteration_NNN",
-    )
+    for flag, dest, action, text in _SWITCHES:
+        fit.add_argument(flag, dest=dest, action=action, default=argparse.SUPPRESS, help=text)
     for name, kind, text in _CLASSIFIER_FLAGS:
         fit.add_argument(
             "--" + name.replace("_", "-"),
@@ -206,7 +215,7 @@ def _one_line(error):
 def _fit(args):
     overrides = {
         name: getattr(args, name)
-        for name in [n for n, _, _ in _CLASSIFIER_FLAGS] + ["augment", "tensorboard"]
+        for name in [n for n, _, _ in _CLASSIFIER_FLAGS] + [d for _, d, _, _ in _SWITCHES]
         if hasattr(args, name)
     }
     overrides.update(directory=args.directory, overwrite=args.overwrite)

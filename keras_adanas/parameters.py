@@ -22,6 +22,7 @@ from keras_adanas.ensemble import MIXTURE_KINDS
 from keras_adanas.generators import get_generator
 from keras_adanas.io_utils import check_folder_path, plain_json
 from keras_adanas.nasnet import resolve_dtype_policy
+from keras_adanas.recipe import RECIPES
 from keras_adanas.search.budget import parse_budget
 from keras_adanas.search.config import IterationConfig, SearchConfig
 from keras_adanas.search.distiller import MIXTURE_FITS
@@ -134,6 +135,20 @@ def folder(name, value):
     check_folder_path(value, name)
 
 
+def within(low, high, closed_low=True, closed_high=True):
+    """A real number in the interval from `low` to `high`."""
+
+    def check(name, value):
+        number(name, value)
+        above = value >= low if closed_low else value > low
+        below = value <= high if closed_high else value < high
+        if not (above and below and math.isfinite(value)):
+            interval = f"{'[' if closed_low else '('}{low}, {high}{']' if closed_high else ')'}"
+            raise ValueError(f"`{name}` must be in {interval}. Received: {name}={value!r}")
+
+    return check
+
+
 def anything(name, value):
     """Checked elsewhere (`strategy`: when `fit` resolves it)."""
 
@@ -143,10 +158,17 @@ PARAMETER_CONSTRAINTS = {
     "batch_size": integer(1),
     "epochs_per_iteration": optional(integer(1)),
     "steps_per_iteration": optional(integer(1)),
-    "learning_rate": positive_number,
+    "recipe": one_of(*RECIPES, description=f"one of {RECIPES}"),
+    "learning_rate": optional(positive_number),
+    "cutout_size": optional(integer(0)),
+    "drop_path_keep_prob": optional(within(0.0, 1.0, closed_low=False)),
+    "auxiliary_weight": optional(within(0.0, math.inf)),
+    "label_smoothing": optional(within(0.0, 1.0, closed_high=False)),
+    "warmup": optional(within(0.0, 1.0, closed_high=False)),
+    "recompute_statistics": optional(boolean),
     "mixture_weights": one_of(*MIXTURE_KINDS, description=f"one of {MIXTURE_KINDS}"),
     "mixture_fit": one_of(*MIXTURE_FITS, description=f"one of {MIXTURE_FITS}"),
-    "augment": boolean,
+    "augment": optional(boolean),
     "warm_start": boolean,
     "overwrite": boolean,
     "tensorboard": boolean,
@@ -211,6 +233,17 @@ def search_config(params):
         dtype_policy=params["dtype_policy"],
         tensorboard=bool(params["tensorboard"]),
         verbose=int(params["verbose"]),
+        recipe=params["recipe"],
+        recipe_overrides={
+            "learning_rate": params["learning_rate"],
+            "augment": params["augment"],
+            "cutout_size": params["cutout_size"],
+            "drop_path_keep_prob": params["drop_path_keep_prob"],
+            "auxiliary_weight": params["auxiliary_weight"],
+            "label_smoothing": params["label_smoothing"],
+            "warmup": params["warmup"],
+            "recompute_batch_statistics": params["recompute_statistics"],
+        },
         iteration=IterationConfig(
             mixture_kind=params["mixture_weights"],
             distillation=Distillation(
@@ -223,8 +256,6 @@ def search_config(params):
             steps=None
             if params["steps_per_iteration"] is None
             else int(params["steps_per_iteration"]),
-            learning_rate=float(params["learning_rate"]),
-            augment=bool(params["augment"]),
             seed=None if params["seed"] is None else int(params["seed"]),
             jit_compile=params["jit_compile"],
             synchronized_batch_norm=params["synchronized_batch_norm"],

@@ -53,6 +53,7 @@ class Preset:
 
 def _preset(name, description, paper_error=None, **arguments):
     recipe = {
+        "recipe": "paper",
         "batch_size": 32,
         "learning_rate": 0.025,
         "steps_per_iteration": PAPER_STEPS_PER_ITERATION,

@@ -51,8 +51,8 @@ class CIFARAugmentation:
         image_shape: `(height, width, channels)`.
         padding: int, pixels of mid-grey padding on each side before the crop.
             Defaults to `round(min(height, width) / 8)`.
-        cutout_size: int, side of the erased square, at most the image side.
-            Defaults to `max(1, round(min(height, width) / 2))`.
+        cutout_size: int, side of the erased square, at most the image side;
+            0 erases nothing. Defaults to `max(1, round(min(height, width) / 2))`.
 
     Example:
 
@@ -74,9 +74,9 @@ class CIFARAugmentation:
             cutout_size = max(1, _round_half_up(side / 2))
         if int(padding) < 0:
             raise ValueError(f"`padding` must be >= 0. Received: padding={padding}")
-        if not 0 < int(cutout_size) <= min(height, width):
+        if not 0 <= int(cutout_size) <= min(height, width):
             raise ValueError(
-                "`cutout_size` must be in [1, min(height, width)]. Received: "
+                "`cutout_size` must be in [0, min(height, width)]. Received: "
                 f"cutout_size={cutout_size}, image_shape={tuple(image_shape)}"
             )
         self.image_shape = (height, width, channels)

@@ -64,6 +64,7 @@ class LabeledImages:
         batch_size,
         *,
         augment=True,
+        cutout_size=None,
         shuffle=True,
         epochs=1,
         initial_epoch=0,
@@ -88,6 +89,8 @@ class LabeledImages:
             batch_size: int, examples per batch.
             augment: bool, whether to apply `CIFARAugmentation` (pad and random
                 crop, horizontal flip, cutout).
+            cutout_size: int, the cutout's side (0: none), or None for
+                `CIFARAugmentation`'s default (half the shorter side).
             shuffle: bool, whether to shuffle each epoch.
             epochs: int, the epochs to yield, or None to repeat forever.
             initial_epoch: int, the first epoch to yield (0-based).
@@ -110,7 +113,9 @@ class LabeledImages:
                 raise ValueError(f"`{name}` must be an int >= 0. Received: {name}={value!r}")
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
-        augmentation = CIFARAugmentation(self.image_shape) if augment else None
+        augmentation = None
+        if augment:
+            augmentation = CIFARAugmentation(self.image_shape, cutout_size=cutout_size)
         count = len(self)
         per_epoch = count // batch_size if drop_remainder else math.ceil(count / batch_size)
         if steps_per_epoch is not None:

@@ -3,6 +3,7 @@
 import hashlib
 
 from keras_adanas.nasnet import NASNetA
+from keras_adanas.nasnet.ops import DROP_PATH_KEEP_PROB
 
 
 def candidate_seed(seed, iteration, index):
@@ -20,9 +21,18 @@ def candidate_seed(seed, iteration, index):
     return int.from_bytes(digest[:8], "little") % (2**31 - 2**20)
 
 
-def build_candidates(architectures, num_classes, image_shape, iteration, seed, dtype=None):
+def build_candidates(
+    architectures,
+    num_classes,
+    image_shape,
+    iteration,
+    seed,
+    dtype=None,
+    drop_path_keep_prob=DROP_PATH_KEEP_PROB,
+):
     """Builds the iteration's untrained candidates, each with a unique name,
-    under the dtype policy `dtype` (None: Keras' global policy)."""
+    under the dtype policy `dtype` (None: Keras' global policy), with drop
+    path to `drop_path_keep_prob` (1: none)."""
     return [
         NASNetA(
             architecture,
@@ -31,6 +41,7 @@ def build_candidates(architectures, num_classes, image_shape, iteration, seed, d
             include_auxiliary_head=True,
             seed=None if seed is None else candidate_seed(seed, iteration, j),
             dtype=dtype,
+            drop_path_keep_prob=drop_path_keep_prob,
             name=f"iteration_{iteration}_candidate_{j}",
         )
         for j, architecture in enumerate(architectures)

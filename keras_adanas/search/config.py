@@ -4,7 +4,7 @@ import dataclasses
 import math
 
 from keras_adanas.distillation import Distillation
-from keras_adanas.recipe import BASE_LEARNING_RATE
+from keras_adanas.recipe import PAPER_RECIPE, Recipe, resolve_recipe
 
 # Under this many images per replica, `"auto"` synchronizes batch normalization:
 # the statistics of a few images are noisy.
@@ -21,9 +21,9 @@ class IterationConfig:
         batch_size: int, the global batch size.
         epochs: int or None, epochs per iteration (one of epochs and steps).
         steps: int or None, training steps per iteration.
-        learning_rate: float, the learning rate at batch size 32 (scaled
-            linearly with `batch_size`).
-        augment: bool, whether to augment the training images.
+        recipe: the `Recipe` each candidate trains with (learning rate,
+            augmentation, drop path, auxiliary weight, label smoothing,
+            warm-up, batch-norm statistics recomputed).
         seed: int or None.
         jit_compile: bool or `"auto"`, as `keras.Model.compile`.
         synchronized_batch_norm: True, False or `"auto"`: whether batch
@@ -38,12 +38,16 @@ class IterationConfig:
     batch_size: int = 32
     epochs: int | None = 1
     steps: int | None = None
-    learning_rate: float = BASE_LEARNING_RATE
-    augment: bool = True
+    recipe: Recipe = PAPER_RECIPE
     seed: int | None = None
     jit_compile: bool | str = "auto"
     synchronized_batch_norm: bool | str = "auto"
     mixture_fit: str = "training"
+
+    @property
+    def learning_rate(self):
+        """The recipe's learning rate at batch 32."""
+        return self.recipe.learning_rate
 
     def synchronizes_batch_norm(self, replicas):
         """Whether training on `replicas` replicas synchronizes batch
@@ -81,6 +85,10 @@ class SearchConfig:
         dtype_policy: the dtype policy of new members, or None.
         tensorboard: bool, whether each iteration writes TensorBoard logs.
         verbose: 0, 1 or 2.
+        recipe: `"auto"` or `"paper"`, the recipe the iterations train with
+            once `for_data` has resolved it (`keras_adanas.recipe`).
+        recipe_overrides: dict of `Recipe` fields given one by one (None:
+            the recipe's).
     """
 
     budget: int | None
@@ -90,3 +98,14 @@ class SearchConfig:
     dtype_policy: object = None
     tensorboard: bool = False
     verbose: int = 1
+    recipe: str = "paper"
+    recipe_overrides: dict = dataclasses.field(default_factory=dict)
+
+    def for_data(self, num_examples, image_shape):
+        """This config with the recipe resolved for the training data: its
+        size (the epochs each member trains) and its images."""
+        iteration = self.iteration
+        epochs, steps_per_epoch = iteration.schedule(num_examples)
+        passes = epochs * steps_per_epoch * iteration.batch_size / max(num_examples, 1)
+        recipe = resolve_recipe(self.recipe, passes, image_shape, **self.recipe_overrides)
+        return dataclasses.replace(self, iteration=dataclasses.replace(iteration, recipe=recipe))

@@ -19,7 +19,11 @@ from keras_adanas.distillation import Distillation, distillation_loss, teacher_l
 from keras_adanas.distribute import replicas_in_sync
 from keras_adanas.ensemble import MixtureWeights
 from keras_adanas.nasnet import AUX_LOGITS, LOGITS
-from keras_adanas.recipe import AUXILIARY_LOSS_WEIGHT, SparseCategoricalCrossentropyWithSmoothing
+from keras_adanas.recipe import (
+    AUXILIARY_LOSS_WEIGHT,
+    LABEL_SMOOTHING,
+    SparseCategoricalCrossentropyWithSmoothing,
+)
 from keras_adanas.workarounds import DistillerTrainerHooks
 
 TEACHER_KEY = "teacher"
@@ -55,6 +59,7 @@ class Distiller(DistillerTrainerHooks, keras.Model):
         mixture_kind: `"uniform"`, `"scalar"` or `"vector"`.
         distillation: a `Distillation`.
         label_smoothing: float, label smoothing of the candidates' losses.
+        auxiliary_weight: float, the weight of each auxiliary head's loss.
         mixture_fit: how learned mixture weights are fitted (see
             `MIXTURE_FITS`): `"training"`, in the training step on the
             candidate's training-mode logits (DESIGN step 3); `"inference"`,
@@ -76,7 +81,8 @@ class Distiller(DistillerTrainerHooks, keras.Model):
         previous_mixture=None,
         mixture_kind="uniform",
         distillation=None,
-        label_smoothing=0.1,
+        label_smoothing=LABEL_SMOOTHING,
+        auxiliary_weight=AUXILIARY_LOSS_WEIGHT,
         mixture_fit="training",
         name="distiller",
         **kwargs,
@@ -88,6 +94,7 @@ class Distiller(DistillerTrainerHooks, keras.Model):
                 f"Received: mixture_fit={mixture_fit!r}"
             )
         self.mixture_fit = mixture_fit
+        self.auxiliary_weight = float(auxiliary_weight)
         self.candidates = list(candidates)
         self.members = list(members)
         for member in self.members:
@@ -174,7 +181,7 @@ class Distiller(DistillerTrainerHooks, keras.Model):
         total = 0.0
         for j, candidate in enumerate(self.candidates):
             loss = _batch_mean(self.candidate_loss, y, y_pred[candidate_key(j)])
-            loss = loss + AUXILIARY_LOSS_WEIGHT * _batch_mean(
+            loss = loss + self.auxiliary_weight * _batch_mean(
                 self.candidate_loss, y, y_pred[auxiliary_key(j)]
             )
             if self.has_teacher:

@@ -18,7 +18,11 @@ from keras_adanas.backup import IterationBackup, weights_digest
 from keras_adanas.distribute import average_over_replicas, replicas_in_sync
 from keras_adanas.ensemble import MixtureWeights
 from keras_adanas.inference import predict_images
-from keras_adanas.nasnet import set_drop_path_schedule, synchronized_batch_norm
+from keras_adanas.nasnet import (
+    recompute_batch_statistics,
+    set_drop_path_schedule,
+    synchronized_batch_norm,
+)
 from keras_adanas.recipe import MOMENTUM, learning_rate_schedule
 from keras_adanas.search.callbacks import ThroughputTimer
 from keras_adanas.search.distiller import Distiller, candidate_key, ensemble_key, member_key
@@ -142,11 +146,15 @@ def train_candidates(
         previous_mixture=previous_mixture,
         mixture_kind=config.mixture_kind,
         distillation=config.distillation,
+        label_smoothing=config.recipe.label_smoothing,
+        auxiliary_weight=config.recipe.auxiliary_weight,
         mixture_fit=config.mixture_fit,
     )
     for candidate in candidates:
         set_drop_path_schedule(candidate, total_steps)
-    learning_rate = learning_rate_schedule(total_steps, config.batch_size, config.learning_rate)
+    learning_rate = learning_rate_schedule(
+        total_steps, config.batch_size, config.recipe.learning_rate, config.recipe.warmup
+    )
     optimizer = GroupedClippingSGD(
         distiller.variable_groups(), learning_rate=learning_rate, momentum=MOMENTUM
     )
@@ -188,7 +196,8 @@ def train_candidates(
     if initial_epoch < epochs:  # Keras' `fit` breaks when no epoch is left.
         dataset = train_data.training_dataset(
             config.batch_size,
-            augment=config.augment,
+            augment=config.recipe.augment,
+            cutout_size=config.recipe.cutout_size(train_data.image_shape),
             epochs=epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
@@ -206,6 +215,9 @@ def train_candidates(
                 verbose=verbose,
             )
     average_over_replicas(moving_statistics(candidates))
+    if config.recipe.recompute_batch_statistics:
+        for candidate in candidates:
+            recompute_batch_statistics(candidate, train_data.images)
     epoch_logs = backup.epoch_logs if backup else _epoch_logs(history.history)
     return TrainedIteration(
         distiller=distiller,

@@ -127,6 +127,7 @@ class Search:
                 iteration,
                 iteration_config.seed,
                 dtype=self.config.dtype_policy,
+                drop_path_keep_prob=iteration_config.recipe.drop_path_keep_prob,
             )
             return train_candidates(
                 iteration,

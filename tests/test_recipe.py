@@ -1,0 +1,129 @@
+"""The recipe: the paper's exactly where asked, each knob an argument, and
+each applied where a member trains."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import keras_adanas.search.iteration as iteration_module
+from keras_adanas import AdaNASClassifier, load_images
+from keras_adanas.parameters import search_config
+from keras_adanas.presets import PRESETS
+from keras_adanas.recipe import (
+    PAPER_RECIPE,
+    Recipe,
+    learning_rate_schedule,
+    recipe_for,
+    resolve_recipe,
+)
+from keras_adanas.search import IterationConfig, build_candidates, train_candidates
+
+PAPER_PRESETS = [name for name in PRESETS if name not in ("smoke", "demo")]
+
+
+def test_the_paper_recipe_is_the_papers():
+    assert PAPER_RECIPE == Recipe(
+        learning_rate=0.025,
+        cutout=0.5,
+        augment=True,
+        drop_path_keep_prob=0.6,
+        auxiliary_weight=0.4,
+        label_smoothing=0.1,
+        warmup=0.0,
+        recompute_batch_statistics=False,
+    )
+    assert PAPER_RECIPE.cutout_size((32, 32, 3)) == 16
+
+
+@pytest.mark.parametrize("name", PAPER_PRESETS)
+def test_every_paper_preset_trains_with_the_paper_recipe(name):
+    config = search_config(AdaNASClassifier.from_preset(name).get_params())
+    for examples, shape in [(50_000, (32, 32, 3)), (5_000, (32, 32, 3)), (1_437, (16, 16, 1))]:
+        resolved = config.for_data(examples, shape).iteration.recipe
+        assert resolved == PAPER_RECIPE
+
+
+def test_each_knob_replaces_the_recipes_value():
+    knobs = dict(
+        learning_rate=0.1,
+        augment=True,
+        cutout_size=8,
+        drop_path_keep_prob=1.0,
+        auxiliary_weight=0.0,
+        label_smoothing=0.0,
+        warmup=0.1,
+        recompute_statistics=True,
+    )
+    params = AdaNASClassifier(recipe="paper", steps_per_iteration=10, **knobs).get_params()
+    recipe = search_config(params).for_data(320, (32, 32, 3)).iteration.recipe
+    assert recipe == Recipe(
+        learning_rate=0.1,
+        cutout=0.25,
+        augment=True,
+        drop_path_keep_prob=1.0,
+        auxiliary_weight=0.0,
+        label_smoothing=0.0,
+        warmup=0.1,
+        recompute_batch_statistics=True,
+    )
+    assert recipe.cutout_size((32, 32, 3)) == 8
+    assert resolve_recipe("paper", 1, (32, 32, 3), cutout_size=0).cutout_size((32, 32, 3)) == 0
+
+
+def test_the_auto_recipe_follows_the_run_and_the_images():
+    params = AdaNASClassifier(epochs_per_iteration=10).get_params()
+    resolved = search_config(params).for_data(5_000, (32, 32, 3)).iteration.recipe
+    assert resolved == recipe_for(10, (32, 32, 3))
+    # Steps are counted in passes over the data: 1,000 steps at batch 32 on
+    # 4,000 images are 8 epochs.
+    params = AdaNASClassifier(steps_per_iteration=1_000).get_params()
+    resolved = search_config(params).for_data(4_000, (28, 28, 1)).iteration.recipe
+    assert resolved == recipe_for(8, (28, 28, 1))
+
+
+def test_warmup_rises_linearly_then_decays():
+    schedule = learning_rate_schedule(100, 32, 0.1, warmup=0.1)
+    assert [round(float(schedule(step)), 6) for step in (0, 5, 10, 55, 100)] == [
+        0.0,
+        0.05,
+        0.1,
+        0.05,
+        0.0,
+    ]
+    plain = learning_rate_schedule(100, 32, 0.1)
+    assert float(plain(0)) == pytest.approx(0.1)
+
+
+def test_a_search_trains_each_member_with_its_recipe(cifar10_path, monkeypatch):
+    recomputed = []
+    monkeypatch.setattr(
+        iteration_module,
+        "recompute_batch_statistics",
+        lambda model, images: recomputed.append((model.name, len(images))),
+    )
+    data = load_images(cifar10_path)
+    train = load_images(data.images[:64], data.labels[:64], classes=data.classes)
+    recipe = dataclasses.replace(
+        PAPER_RECIPE,
+        drop_path_keep_prob=1.0,
+        auxiliary_weight=0.25,
+        label_smoothing=0.05,
+        warmup=0.5,
+        recompute_batch_statistics=True,
+        cutout=0.25,
+    )
+    config = IterationConfig(epochs=None, steps=4, batch_size=16, seed=0, recipe=recipe)
+    candidates = build_candidates(
+        ["1@24"], 10, (32, 32, 3), 1, seed=0, drop_path_keep_prob=recipe.drop_path_keep_prob
+    )
+    trained = train_candidates(1, candidates, train, config)
+    distiller = trained.distiller
+    assert distiller.auxiliary_weight == 0.25
+    assert distiller.candidate_loss.label_smoothing == 0.05
+    schedule = distiller.optimizer.get_config()["learning_rate"]["config"]
+    assert schedule["warmup_steps"] == 2  # half of the 4 steps
+    assert schedule["warmup_target"] == pytest.approx(0.0125)  # 0.025 at batch 32, 16 here
+    assert candidates[0].drop_path_keep_prob == 1.0
+    assert recomputed == [(candidates[0].name, 64)]
+    assert np.isfinite(trained.train_losses[0])
