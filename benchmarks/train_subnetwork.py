@@ -58,6 +58,8 @@ def main():
         flag = "--" + field.name.replace("_", "-")
         if field.type is bool or isinstance(field.default, bool):
             parser.add_argument(flag, type=lambda text: text.lower() in ("1", "true", "yes"))
+        elif isinstance(field.default, str):
+            parser.add_argument(flag)
         else:
             parser.add_argument(flag, type=float)
     parser.add_argument(

@@ -53,11 +53,11 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         kd_temperature, kd_weight: floats, the distillation temperature and the
             weight of its term.
         mixture_weights: `"uniform"`, `"scalar"` or `"vector"`.
-        mixture_fit: how learned mixture weights are fitted: `"training"` (in
-            each training step, on the candidate's training-mode logits: the
-            paper), `"inference"` (in each step, on an inference-mode pass of
-            the candidate) or `"refit"` (after training, on the selection
-            data's served logits).
+        mixture_fit: how learned mixture weights are fitted, or None for the
+            recipe's: `"training"` (in each step, on the candidate's
+            training-mode logits: the paper), `"inference"` (in each step,
+            on an inference-mode pass of the candidate) or `"refit"` (after
+            training, on the selection data's served logits).
         max_iterations: int, most iterations (members) to grow.
         epochs_per_iteration, steps_per_iteration: int, how long each
             iteration trains (one of them; neither means 1 epoch).
@@ -122,7 +122,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         kd_temperature=1.0,
         kd_weight=1.0,
         mixture_weights="uniform",
-        mixture_fit="training",
+        mixture_fit=None,
         max_iterations=10,
         epochs_per_iteration=None,
         steps_per_iteration=None,

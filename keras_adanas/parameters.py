@@ -167,7 +167,7 @@ PARAMETER_CONSTRAINTS = {
     "warmup": optional(within(0.0, 1.0, closed_high=False)),
     "recompute_statistics": optional(boolean),
     "mixture_weights": one_of(*MIXTURE_KINDS, description=f"one of {MIXTURE_KINDS}"),
-    "mixture_fit": one_of(*MIXTURE_FITS, description=f"one of {MIXTURE_FITS}"),
+    "mixture_fit": optional(one_of(*MIXTURE_FITS, description=f"one of {MIXTURE_FITS}")),
     "augment": optional(boolean),
     "warm_start": boolean,
     "overwrite": boolean,
@@ -243,6 +243,7 @@ def search_config(params):
             "label_smoothing": params["label_smoothing"],
             "warmup": params["warmup"],
             "recompute_batch_statistics": params["recompute_statistics"],
+            "mixture_fit": params["mixture_fit"],
         },
         iteration=IterationConfig(
             mixture_kind=params["mixture_weights"],
@@ -259,7 +260,6 @@ def search_config(params):
             seed=None if params["seed"] is None else int(params["seed"]),
             jit_compile=params["jit_compile"],
             synchronized_batch_norm=params["synchronized_batch_norm"],
-            mixture_fit=params["mixture_fit"],
         ),
     )
 

@@ -44,6 +44,12 @@ class Recipe:
         recompute_batch_statistics: bool, whether each member's batch-norm
             moving statistics are recomputed on the training images after it
             trains, before the selection (`keras_adanas.nasnet.recompute_batch_statistics`).
+        mixture_fit: how learned mixture weights are fitted: `"training"`
+            (in each step, on the candidate's training-mode logits: the
+            paper), `"inference"` (in each step, on a stop-gradient
+            inference-mode pass of the candidate) or `"refit"` (after
+            training, on the selection data's served logits); see
+            `keras_adanas.search.Distiller`.
 
     Example:
 
@@ -59,6 +65,7 @@ class Recipe:
     label_smoothing: float = LABEL_SMOOTHING
     warmup: float = 0.0
     recompute_batch_statistics: bool = False
+    mixture_fit: str = "training"
 
     def cutout_size(self, image_shape):
         """The cutout's side in pixels on images of `image_shape` (0: none)."""

@@ -32,6 +32,7 @@ def test_the_paper_recipe_is_the_papers():
         label_smoothing=0.1,
         warmup=0.0,
         recompute_batch_statistics=False,
+        mixture_fit="training",
     )
     assert PAPER_RECIPE.cutout_size((32, 32, 3)) == 16
 

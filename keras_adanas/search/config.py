@@ -29,8 +29,6 @@ class IterationConfig:
         synchronized_batch_norm: True, False or `"auto"`: whether batch
             normalization uses the statistics of the whole global batch
             under a multi-replica strategy (see `synchronizes_batch_norm`).
-        mixture_fit: how learned mixture weights are fitted: `"training"`,
-            `"inference"` or `"refit"` (see `Distiller`).
     """
 
     mixture_kind: str = "uniform"
@@ -42,7 +40,6 @@ class IterationConfig:
     seed: int | None = None
     jit_compile: bool | str = "auto"
     synchronized_batch_norm: bool | str = "auto"
-    mixture_fit: str = "training"
 
     @property
     def learning_rate(self):

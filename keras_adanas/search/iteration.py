@@ -148,7 +148,7 @@ def train_candidates(
         distillation=config.distillation,
         label_smoothing=config.recipe.label_smoothing,
         auxiliary_weight=config.recipe.auxiliary_weight,
-        mixture_fit=config.mixture_fit,
+        mixture_fit=config.recipe.mixture_fit,
     )
     for candidate in candidates:
         set_drop_path_schedule(candidate, total_steps)
