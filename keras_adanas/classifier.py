@@ -61,6 +61,14 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         max_iterations: int, most iterations (members) to grow.
         epochs_per_iteration, steps_per_iteration: int, how long each
             iteration trains (one of them; neither means 1 epoch).
+        time_limit: the wall time `fit` may take once the data is loaded:
+            seconds, or a string such as `"90s"`, `"10m"`, `"2h"`; or None.
+            The search then times each iteration's training step and plans
+            how many iterations run and how many steps each trains (its
+            schedules spanning them), so that it ends within the limit with
+            an ensemble of at least one member (`keras_adanas.search.planner`);
+            `epochs_per_iteration`/`steps_per_iteration` are then ignored. A
+            resumed search counts what its earlier runs spent.
         batch_size: int, the global batch size.
         recipe: `"auto"` (fitted to how long each member trains and to the
             images, `keras_adanas.recipe.recipe_for`) or `"paper"` (the
@@ -126,6 +134,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         max_iterations=10,
         epochs_per_iteration=None,
         steps_per_iteration=None,
+        time_limit=None,
         batch_size=32,
         recipe="auto",
         learning_rate=None,
@@ -158,6 +167,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         self.max_iterations = max_iterations
         self.epochs_per_iteration = epochs_per_iteration
         self.steps_per_iteration = steps_per_iteration
+        self.time_limit = time_limit
         self.batch_size = batch_size
         self.recipe = recipe
         self.learning_rate = learning_rate
@@ -272,6 +282,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
             callbacks=callbacks,
             publish=self._publish,
             log=self._log,
+            spent_seconds=self._spent_seconds(project, state),
         )
         state = search.run()
         if state.ensemble is None:
@@ -301,6 +312,13 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
             [IterationRecord.from_json(r) for r in self.history_],
             getattr(self, "stop_reason_", None),
         )
+
+    def _spent_seconds(self, project, state):
+        """What earlier runs of the search being resumed spent (0 unless
+        resuming a directory's search)."""
+        if project is None or self._starts_anew() or self._grows_itself():
+            return 0.0
+        return sum(record.seconds for record in state.history)
 
     def _starts_anew(self):
         """Whether `fit` deletes what the directory holds (never a warm start)."""

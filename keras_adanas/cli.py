@@ -54,6 +54,7 @@ _CLASSIFIER_FLAGS = [
     ("max_iterations", int, "most iterations to run"),
     ("epochs_per_iteration", int, "epochs each iteration trains"),
     ("steps_per_iteration", int, "steps each iteration trains"),
+    ("time_limit", str, "wall time of the search: seconds or '90s', '10m', '2h'"),
     ("batch_size", int, "global batch size"),
     ("recipe", str, "'auto' (fitted to the run) or 'paper'"),
     ("learning_rate", float, "learning rate at batch size 32 (default: the recipe's)"),

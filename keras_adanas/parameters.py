@@ -26,6 +26,7 @@ from keras_adanas.recipe import RECIPES
 from keras_adanas.search.budget import parse_budget
 from keras_adanas.search.config import IterationConfig, SearchConfig
 from keras_adanas.search.distiller import MIXTURE_FITS
+from keras_adanas.search.planner import parse_time_limit
 
 MAX_SEED = 2**32 - 1
 """Seeds are 32-bit, as scikit-learn's `random_state`."""
@@ -182,6 +183,7 @@ PARAMETER_CONSTRAINTS = {
     "kd_weight": number,
     "architecture": parsed_by(Architecture.parse),
     "budget": parsed_by(parse_budget),
+    "time_limit": parsed_by(parse_time_limit),
     "distillation": anything,  # with its temperature and weight, below
     "generator": anything,  # with the architecture, below
     "strategy": anything,
@@ -234,6 +236,7 @@ def search_config(params):
         tensorboard=bool(params["tensorboard"]),
         verbose=int(params["verbose"]),
         recipe=params["recipe"],
+        time_limit=parse_time_limit(params["time_limit"]),
         recipe_overrides={
             "learning_rate": params["learning_rate"],
             "augment": params["augment"],

@@ -22,8 +22,9 @@ RUNTIME_OPTIONS = (
 `AdaNASClassifier.load` does not restore them (a saved classifier never
 writes to, or clears, the directory it was trained in unless told so again)."""
 
-MAY_DIFFER = (*RUNTIME_OPTIONS, "max_iterations")
-"""Arguments that may change between a search and its resumption."""
+MAY_DIFFER = (*RUNTIME_OPTIONS, "max_iterations", "time_limit")
+"""Arguments that may change between a search and its resumption (a
+resumed search's `time_limit` counts what its earlier runs spent)."""
 
 
 def data_fingerprint(data):

@@ -1,8 +1,11 @@
 """The AdaNAS search.
 
 - `loop`: `Search`, the loop over iterations;
-- `iteration`: one iteration's training (`train_candidates`) and selection
-  (`select`), both in `run_iteration`;
+- `iteration`: one iteration's training (`train_candidates`), and with its
+  selection (`selection`'s `select`), `run_iteration`;
+- `planner`, `calibration`, `schedule`: a search planned to a wall-clock
+  limit, each iteration's step timed, and a schedule whose length is set
+  once it is;
 - `distiller`: `Distiller`, the training model of an iteration;
 - `optimizer`: `GroupedClippingSGD`, clipping each candidate on its own;
 - `candidates`, `budget`, `memory`, `callbacks`: the candidates' seeds and
@@ -28,13 +31,9 @@ from keras_adanas.search.distiller import (
     ensemble_key,
 )
 from keras_adanas.search.iteration import (
-    IterationResult,
     TrainedIteration,
-    ensemble_crossentropy,
     moving_statistics,
     run_iteration,
-    select,
-    select_candidate,
     train_candidates,
 )
 from keras_adanas.search.loop import Search
@@ -44,6 +43,14 @@ from keras_adanas.search.memory import (
     retry_out_of_memory,
 )
 from keras_adanas.search.optimizer import GroupedClippingSGD
+from keras_adanas.search.planner import IterationPlan, TimePlanner, parse_time_limit
+from keras_adanas.search.schedule import PlannedCosineDecay
+from keras_adanas.search.selection import (
+    IterationResult,
+    ensemble_crossentropy,
+    select,
+    select_candidate,
+)
 from keras_adanas.search.state import (
     CandidateRecord,
     IterationRecord,
@@ -60,14 +67,17 @@ __all__ = [
     "Distiller",
     "GroupedClippingSGD",
     "IterationConfig",
+    "IterationPlan",
     "IterationRecord",
     "IterationResult",
     "IterationStatus",
     "MemberRecord",
+    "PlannedCosineDecay",
     "Search",
     "SearchConfig",
     "SearchState",
     "ThroughputTimer",
+    "TimePlanner",
     "TrainedIteration",
     "auxiliary_key",
     "build_candidates",
@@ -80,6 +90,7 @@ __all__ = [
     "mixture_params",
     "moving_statistics",
     "parse_budget",
+    "parse_time_limit",
     "propose_within_budget",
     "retry_out_of_memory",
     "run_iteration",

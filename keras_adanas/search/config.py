@@ -86,6 +86,8 @@ class SearchConfig:
             once `for_data` has resolved it (`keras_adanas.recipe`).
         recipe_overrides: dict of `Recipe` fields given one by one (None:
             the recipe's).
+        time_limit: float, the seconds the search may take (its iterations
+            are then planned to it), or None.
     """
 
     budget: int | None
@@ -97,6 +99,7 @@ class SearchConfig:
     verbose: int = 1
     recipe: str = "paper"
     recipe_overrides: dict = dataclasses.field(default_factory=dict)
+    time_limit: float | None = None
 
     def for_data(self, num_examples, image_shape):
         """This config with the recipe resolved for the training data: its

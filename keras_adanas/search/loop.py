@@ -5,9 +5,12 @@ filters), `train` (the candidates together, retried with half the batch when
 out of memory), `select` (the candidate whose ensemble has the lowest
 selection loss) and `on_iteration_end` (the member joins, the records and
 the project directory are written), as KerasTuner's loop runs its trials.
+With a `time_limit`, a `TimePlanner` plans each iteration's length and the
+number of iterations (`keras_adanas.search.planner`).
 """
 
 import functools
+import math
 import warnings
 
 import keras
@@ -18,8 +21,10 @@ from keras_adanas.distribute import num_replicas, strategy_scope
 from keras_adanas.ensemble import Ensemble
 from keras_adanas.search.budget import propose_within_budget
 from keras_adanas.search.candidates import build_candidates
-from keras_adanas.search.iteration import select, train_candidates
+from keras_adanas.search.iteration import train_candidates
 from keras_adanas.search.memory import retry_out_of_memory
+from keras_adanas.search.planner import TimePlanner
+from keras_adanas.search.selection import select
 from keras_adanas.search.state import IterationRecord, IterationStatus, member_records
 
 
@@ -37,6 +42,8 @@ class Search:
         publish: called with the state after each iteration; returns the
             metadata saved with the ensemble (`Ensemble.metadata`).
         log: called with each line to print.
+        spent_seconds: float, what earlier runs of a resumed search spent of
+            its `time_limit`.
 
     Example:
 
@@ -56,6 +63,7 @@ class Search:
         callbacks=(),
         publish=lambda state: None,
         log=lambda line: None,
+        spent_seconds=0.0,
     ):
         self.config = config
         self.train_data = train
@@ -66,15 +74,29 @@ class Search:
         self.callbacks = list(callbacks)
         self.publish = publish
         self.log = log
+        self.planner = None
+        if config.time_limit is not None:
+            self.planner = TimePlanner(
+                config.time_limit,
+                spent_seconds=spent_seconds,
+                max_iterations=config.max_iterations - state.next_iteration + 1,
+                iterations_before=state.next_iteration - 1,
+            )
+        self._training_ended = None
 
     def run(self):
         """Runs the iterations left; returns the `SearchState`."""
         self.state.stop_reason = f"reached max_iterations={self.config.max_iterations}"
         for iteration in range(self.state.next_iteration, self.config.max_iterations + 1):
+            if self.planner is not None and not self.planner.can_start_iteration():
+                self.state.stop_reason = self._out_of_time()
+                self.log(f"Stopping: {self.state.stop_reason}.")
+                break
             architectures = self.on_iteration_begin(iteration)
             if architectures is None:
                 break
-
+            if self.planner is not None:
+                self.planner.begin_iteration()
             result = retry_out_of_memory(
                 functools.partial(self._train_and_select, iteration, architectures),
                 iteration,
@@ -82,10 +104,22 @@ class Search:
                 num_replicas(self.strategy),
             )
             self.on_iteration_end(iteration, result)
+            if self.planner is not None:
+                self.planner.end_iteration(self._training_ended)
         return self.state
 
+    def _out_of_time(self):
+        planner = self.planner
+        limit = f"time_limit={planner.limit_seconds:g}s"
+        if planner.iterations_done >= (planner.planned_iterations or math.inf):
+            planned = planner.iterations_before + planner.planned_iterations
+            return f"ran the {planned} iterations planned for {limit}"
+        return f"too little of {limit} left for another iteration"
+
     def _train_and_select(self, iteration, architectures, iteration_config):
-        return self.select(iteration, self.train(iteration, architectures, iteration_config))
+        trained = self.train(iteration, architectures, iteration_config)
+        self._training_ended = None if self.planner is None else self.planner.clock()
+        return self.select(iteration, trained)
 
     def on_iteration_begin(self, iteration):
         """The architectures to train, or None (and the stop reason set)
@@ -139,6 +173,8 @@ class Search:
                 callbacks=callbacks,
                 verbose=self.config.verbose,
                 backup_dir=None if self.project is None else self.project.backup_dir,
+                planner=self.planner,
+                selection_steps=math.ceil(len(self.selection_data) / iteration_config.batch_size),
             )
 
     def select(self, iteration, trained):
@@ -164,6 +200,7 @@ class Search:
             resumed_after_epoch=result.initial_epoch,
             seconds=result.seconds,
             images_per_second=result.images_per_second,
+            plan=None if result.plan is None else result.plan.to_json(),
         )
         state.history.append(record)
         if result.chosen is None:

@@ -65,6 +65,9 @@ class IterationRecord:
         resumed_after_epoch: int, epochs restored from a backup (0 if none).
         seconds: float, wall time of training and selection in this run.
         images_per_second: float or None, steady-state training throughput.
+        plan: dict or None, the `IterationPlan` (as JSON) of a time-limited
+            search: the seconds it was given, the measured step time, the
+            steps planned and the iterations planned in all.
     """
 
     iteration: int
@@ -77,6 +80,7 @@ class IterationRecord:
     resumed_after_epoch: int
     seconds: float
     images_per_second: float | None
+    plan: dict | None = None
 
     @property
     def architecture(self):
@@ -109,6 +113,7 @@ class IterationRecord:
             resumed_after_epoch=record.get("resumed_after_epoch", 0),
             seconds=record["seconds"],
             images_per_second=record.get("images_per_second"),
+            plan=record.get("plan"),
         )
 
 

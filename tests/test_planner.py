@@ -1,0 +1,247 @@
+"""A search planned to a wall-clock limit: the limit's forms, the planner's
+arithmetic on a fake clock, the schedule whose length is set mid-training,
+and a time-limited search end to end."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_adanas import AdaNASClassifier
+from keras_adanas.search.planner import (
+    CALIBRATION_STEPS,
+    MIN_EPOCHS_PER_MEMBER,
+    SAFETY_FRACTION,
+    SELECTION_COST,
+    TimePlanner,
+    parse_time_limit,
+)
+from keras_adanas.search.schedule import PlannedCosineDecay
+
+
+@pytest.mark.parametrize(
+    "limit, seconds",
+    [
+        (600, 600.0),
+        (90.5, 90.5),
+        (np.int64(30), 30.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("1.5h", 5400.0),
+        (" 45 ", 45.0),
+        ("10M", 600.0),
+    ],
+)
+def test_time_limits_in_seconds_or_with_a_unit(limit, seconds):
+    assert parse_time_limit(limit) == seconds
+
+
+@pytest.mark.parametrize(
+    "limit, error",
+    [
+        ("10 minutes", ValueError),
+        ("10d", ValueError),
+        ("", ValueError),
+        (0, ValueError),
+        (-5, ValueError),
+        (math.inf, ValueError),
+        (math.nan, ValueError),
+        (True, TypeError),
+        ([600], TypeError),
+    ],
+)
+def test_bad_time_limits_are_refused_naming_the_argument(limit, error):
+    with pytest.raises(error, match="time_limit"):
+        parse_time_limit(limit)
+
+
+def test_a_bad_time_limit_is_refused_before_anything_trains(tmp_path):
+    with pytest.raises(ValueError, match="time_limit='ten minutes'"):
+        AdaNASClassifier(time_limit="ten minutes", directory=tmp_path / "p").fit(
+            np.zeros((8, 8, 8, 3), "uint8"), np.arange(8) % 2
+        )
+    assert not (tmp_path / "p").exists()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_first_iteration_plans_how_many_members_the_limit_affords():
+    clock = FakeClock()
+    planner = TimePlanner(600, max_iterations=10, clock=clock)
+    assert planner.can_start_iteration()
+    planner.begin_iteration()
+    clock.now += 10  # compiling and calibrating
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    reserve = SELECTION_COST * 0.1 * 20
+    left = SAFETY_FRACTION * 600 - 10
+    member = MIN_EPOCHS_PER_MEMBER * 100 * 0.1 + reserve + 10
+    assert plan.planned_iterations == int((left + 10) // member) == 5
+    assert plan.seconds == pytest.approx((left + 10) / 5)
+    assert plan.reserved_seconds == pytest.approx(reserve)
+    assert plan.steps == CALIBRATION_STEPS + 1054  # (116.4 - 10 - 1.0) / 0.1
+    assert planner.training_deadline(plan) == pytest.approx(1000 + plan.seconds - reserve)
+
+
+def test_max_iterations_caps_the_plan_and_each_member_gets_more_time():
+    clock = FakeClock()
+    planner = TimePlanner(600, max_iterations=2, clock=clock)
+    planner.begin_iteration()
+    clock.now += 10
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    assert plan.planned_iterations == 2
+    assert plan.seconds == pytest.approx(SAFETY_FRACTION * 600 / 2)
+
+
+def test_a_short_limit_plans_one_member_of_every_step_it_affords():
+    clock = FakeClock()
+    planner = TimePlanner(60, max_iterations=10, clock=clock)
+    planner.begin_iteration()
+    clock.now += 10
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    assert plan.planned_iterations == 1
+    assert SAFETY_FRACTION * 60 == pytest.approx(58.2)
+    assert plan.steps == CALIBRATION_STEPS + 472  # (58.2 - 10 - 1.0) / 0.1
+
+
+def test_a_limit_spent_in_the_calibration_trains_no_further_step():
+    clock = FakeClock()
+    planner = TimePlanner(5, max_iterations=10, clock=clock)
+    planner.begin_iteration()
+    clock.now += 10
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    assert (plan.steps, plan.planned_iterations) == (CALIBRATION_STEPS, 1)
+
+
+def test_later_iterations_share_what_is_left_and_reserve_the_measured_overhead():
+    clock = FakeClock()
+    planner = TimePlanner(600, max_iterations=3, clock=clock)
+    planner.begin_iteration()
+    clock.now += 10
+    first = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    clock.now = 1000 + first.seconds - first.reserved_seconds  # training ends on time
+    training_ended = clock.now
+    clock.now += 4  # selecting and writing took 4 s
+    planner.end_iteration(training_ended)
+    assert planner.can_start_iteration()
+    planner.begin_iteration()
+    clock.now += 12
+    second = planner.plan(seconds_per_step=0.2, steps_per_epoch=100, selection_steps=20)
+    left = 1000 + SAFETY_FRACTION * 600 - clock.now
+    assert second.reserved_seconds == pytest.approx(4)
+    assert second.seconds == pytest.approx((left + 12) / 2)
+    assert second.steps == CALIBRATION_STEPS + int((second.seconds - 12 - 4) / 0.2)
+    assert second.planned_iterations == first.planned_iterations == 3
+
+
+def test_no_iteration_starts_past_the_plan_or_without_time_for_its_overhead():
+    clock = FakeClock()
+    planner = TimePlanner(100, max_iterations=5, clock=clock)
+    planner.begin_iteration()
+    clock.now += 30
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=10, selection_steps=5)
+    assert plan.planned_iterations == 2
+    clock.now = 1000 + 90
+    planner.end_iteration(clock.now - 1)
+    # 7 s left, but the first spent 30 s compiling and timing.
+    assert not planner.can_start_iteration()
+    planner.planned_iterations = planner.iterations_done
+    clock.now = 1000
+    assert not planner.can_start_iteration()
+
+
+def test_a_resumed_search_counts_what_its_earlier_runs_spent():
+    clock = FakeClock()
+    planner = TimePlanner(
+        600, spent_seconds=500, max_iterations=8, iterations_before=2, clock=clock
+    )
+    assert planner.remaining() == pytest.approx(SAFETY_FRACTION * 600 - 500)
+    planner.begin_iteration()
+    clock.now += 5
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=10, selection_steps=5)
+    assert plan.planned_iterations == 2 + int((82 + 5) // (10 * 10 * 0.1 + 0.25 + 5)) == 7
+    over = TimePlanner(600, spent_seconds=700, max_iterations=8, iterations_before=2, clock=clock)
+    assert not over.can_start_iteration()
+    # With nothing finished before, the first iteration runs whatever is left.
+    first = TimePlanner(600, spent_seconds=700, max_iterations=8, clock=clock)
+    assert first.can_start_iteration()
+
+
+def expected_cosine(step, total, rate=0.1, warmup=0.0):
+    warm = math.floor(warmup * total)
+    if step < warm:
+        return rate * step / warm
+    return 0.5 * rate * (1 + math.cos(math.pi * min((step - warm) / (total - warm), 1.0)))
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.1])
+def test_the_planned_schedule_is_keras_cosine_decay(warmup):
+    schedule = PlannedCosineDecay(0.1, total_steps=100, warmup=warmup)
+    if warmup:
+        reference = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=90, warmup_target=0.1, warmup_steps=10
+        )
+    else:
+        reference = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=100)
+    for step in (0, 1, 5, 10, 37, 99, 100, 150):
+        assert float(schedule(step)) == pytest.approx(float(reference(step)), abs=1e-6)
+        assert float(schedule(step)) == pytest.approx(
+            expected_cosine(step, 100, 0.1, warmup), abs=1e-7
+        )
+
+
+def test_a_length_set_between_fits_drives_the_compiled_step():
+    """Plain SGD on `loss = w` moves `w` by the learning rate of each step:
+    the third step's must be that of the length set after two."""
+    schedule = PlannedCosineDecay(0.1, total_steps=100)
+    inputs = keras.Input((1,))
+    model = keras.Model(
+        inputs, keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")(inputs)
+    )
+    optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    model.compile(optimizer=optimizer, loss=lambda y_true, y_pred: keras.ops.mean(y_pred))
+    optimizer.build(model.trainable_variables)
+    schedule.attach(optimizer)
+    x, y = np.ones((1, 1), "float32"), np.zeros((1, 1), "float32")
+    model.fit(x, y, epochs=2, verbose=0)
+    after_two = float(model.get_weights()[0][0, 0])
+    assert after_two == pytest.approx(-(expected_cosine(0, 100) + expected_cosine(1, 100)))
+    schedule.set_total_steps(4)
+    model.fit(x, y, epochs=1, verbose=0)
+    third_step = after_two - float(model.get_weights()[0][0, 0])
+    assert third_step == pytest.approx(expected_cosine(2, 4), rel=1e-5)
+    assert expected_cosine(2, 4) == pytest.approx(0.05)
+
+
+def test_a_time_limited_search_records_its_plan(cifar10):
+    clf = AdaNASClassifier(
+        architecture="1@24",
+        max_iterations=3,
+        time_limit="45s",
+        batch_size=16,
+        seed=0,
+        verbose=0,
+    )
+    images, labels = cifar10["x_train"][:64], cifar10["y_train"][:64]
+    clf.fit(images, labels)
+    assert 1 <= len(clf.history_) <= 3
+    for record in clf.history_:
+        plan = record["plan"]
+        assert plan["steps"] >= CALIBRATION_STEPS
+        assert CALIBRATION_STEPS <= record["steps"] <= plan["steps"]
+        assert plan["seconds_per_step"] > 0
+        assert 1 <= plan["planned_iterations"] <= 3
+    assert clf.stop_reason_ in (
+        "reached max_iterations=3",
+        f"ran the {len(clf.history_)} iterations planned for time_limit=45s",
+        "too little of time_limit=45s left for another iteration",
+    )
+    assert clf.predict(images).shape == (64,)
+    assert set(clf.predict(images)) <= set(np.unique(labels))
