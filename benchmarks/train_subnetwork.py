@@ -6,9 +6,12 @@ and training throughput, over seeds.
     python benchmarks/train_subnetwork.py --architecture 1@96 --epochs 10 --seeds 0,1 \
         --learning-rate 0.1 --cutout 0 --drop-path-keep-prob 1  # a knob at a time
 
-Every flag of the recipe (`keras_adanas.recipe.Recipe`) defaults to the
-paper's. Each seed prints its test accuracy as trained and with the batch-norm
-statistics recomputed on the training images; the last line is the mean and
+`--recipe auto` starts from the estimator's default recipe for the run's
+length and images (`keras_adanas.recipe.recipe_for`), `--recipe paper` (the
+default) from the paper's; every flag of the recipe
+(`keras_adanas.recipe.Recipe`) then replaces one setting. Each seed prints
+its test accuracy as trained and with the batch-norm statistics recomputed on
+the training images; the last line is the mean and
 spread over the seeds. `--json` appends one line per seed.
 
 Throughput is training images/s over the epochs after the first (the first
@@ -26,7 +29,12 @@ import keras
 
 from keras_adanas.data import default_data_dir, load_images
 from keras_adanas.nasnet import NASNetA, recompute_batch_statistics
-from keras_adanas.recipe import PAPER_RECIPE, auxiliary_targets, compile_subnetwork
+from keras_adanas.recipe import (
+    PAPER_RECIPE,
+    auxiliary_targets,
+    compile_subnetwork,
+    recipe_for,
+)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -54,6 +62,7 @@ def main():
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--json", help="append one JSON line per seed to this file")
+    parser.add_argument("--recipe", choices=["paper", "auto"], default="paper")
     for field in dataclasses.fields(PAPER_RECIPE):
         flag = "--" + field.name.replace("_", "-")
         if field.type is bool or isinstance(field.default, bool):
@@ -74,9 +83,10 @@ def main():
         for field in dataclasses.fields(PAPER_RECIPE)
         if getattr(args, field.name) is not None
     }
-    recipe = dataclasses.replace(PAPER_RECIPE, **changes)
     train = load_images(args.data, split="train")
     test = load_images(args.data, split="test", classes=train.classes)
+    start = PAPER_RECIPE if args.recipe == "paper" else recipe_for(args.epochs, train.image_shape)
+    recipe = dataclasses.replace(start, **changes)
     steps = -(-len(train) // args.batch_size) * args.epochs
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     print(f"{args.architecture}, {args.epochs} epochs at batch {args.batch_size}: {recipe}")

@@ -9,6 +9,7 @@ length calls for changing (`PAPER_RECIPE` is the paper's).
 """
 
 import dataclasses
+import math
 
 import keras
 
@@ -230,20 +231,92 @@ RECIPES = ("auto", "paper")
 """`AdaNASClassifier`'s `recipe`: fitted to the run (`recipe_for`), or the paper's."""
 
 
+SHORT_RUN_EPOCHS = 10
+"""Members trained this many epochs or fewer take `SHORT_RUN_RECIPE`."""
+
+PAPER_RUN_EPOCHS = 600
+"""Members trained this many epochs or more take the paper's recipe's
+learning rate and regularisers."""
+
+SHORT_RUN_RECIPE = Recipe(
+    learning_rate=0.2,
+    cutout=0.0,
+    drop_path_keep_prob=1.0,
+    auxiliary_weight=0.0,
+    label_smoothing=0.0,
+    recompute_batch_statistics=True,
+    mixture_fit="refit",
+)
+"""The recipe of members of `SHORT_RUN_EPOCHS` epochs on colour images."""
+
+_INTERPOLATED = (
+    "learning_rate",
+    "cutout",
+    "drop_path_keep_prob",
+    "auxiliary_weight",
+    "label_smoothing",
+)
+
+
+def _along_log_epochs(points, epochs):
+    """The value at `epochs` of the line through `points` (`(epochs,
+    value)` pairs, ascending) on a log scale of epochs, flat past the ends."""
+    if epochs <= points[0][0]:
+        return points[0][1]
+    for (start, low), (end, high) in zip(points, points[1:], strict=False):
+        if epochs < end:
+            progress = math.log(epochs / start) / math.log(end / start)
+            return low + progress * (high - low)
+    return points[-1][1]
+
+
+def _augments(image_shape):
+    """Whether pad-crop-flip suits the images: colour ones (flips and crops
+    of grayscale glyphs such as digits cost accuracy in short runs)."""
+    return int(image_shape[-1]) == 3
+
+
 def recipe_for(epochs_per_member, image_shape):
     """The recipe fitted to how long each member trains, and to the images.
 
-    The rule, and the measurements it comes from, are in
+    Members of up to `SHORT_RUN_EPOCHS` epochs take `SHORT_RUN_RECIPE`
+    (learning rate 0.2 at batch 32, no regulariser); from `PAPER_RUN_EPOCHS`
+    on, the paper's learning rate and regularisers (cutout, drop path, the
+    auxiliary head, label smoothing); in between, each of those settings
+    moves from one to the other with the logarithm of the epochs. Every
+    length recomputes the batch-norm statistics after training and refits
+    the mixture weights on served logits; grayscale images train without
+    augmentation (flips and crops of glyphs such as digits mislead a short
+    run). The rule and the measurements it comes from are in
     `benchmarks/README.md` ("The recipe fitted to the run").
 
     Args:
-        epochs_per_member: float, passes over the training data per member.
+        epochs_per_member: float, passes over the training data per member;
+            None when a `time_limit` plans them (then as `SHORT_RUN_EPOCHS`).
         image_shape: `(height, width, channels)`.
 
     Returns:
         A `Recipe`.
+
+    Example:
+
+    >>> recipe_for(10, (32, 32, 3)) == SHORT_RUN_RECIPE
+    True
+    >>> recipe_for(600, (32, 32, 3)).cutout
+    0.5
     """
-    return PAPER_RECIPE
+    epochs = SHORT_RUN_EPOCHS if epochs_per_member is None else float(epochs_per_member)
+    changes = {
+        name: _along_log_epochs(
+            (
+                (SHORT_RUN_EPOCHS, getattr(SHORT_RUN_RECIPE, name)),
+                (PAPER_RUN_EPOCHS, getattr(PAPER_RECIPE, name)),
+            ),
+            epochs,
+        )
+        for name in _INTERPOLATED
+    }
+    return dataclasses.replace(SHORT_RUN_RECIPE, augment=_augments(image_shape), **changes)
 
 
 def resolve_recipe(name, epochs_per_member, image_shape, **overrides):

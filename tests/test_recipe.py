@@ -12,6 +12,9 @@ from keras_adanas.parameters import search_config
 from keras_adanas.presets import PRESETS
 from keras_adanas.recipe import (
     PAPER_RECIPE,
+    PAPER_RUN_EPOCHS,
+    SHORT_RUN_EPOCHS,
+    SHORT_RUN_RECIPE,
     Recipe,
     learning_rate_schedule,
     recipe_for,
@@ -81,6 +84,66 @@ def test_the_auto_recipe_follows_the_run_and_the_images():
     params = AdaNASClassifier(steps_per_iteration=1_000).get_params()
     resolved = search_config(params).for_data(4_000, (28, 28, 1)).iteration.recipe
     assert resolved == recipe_for(8, (28, 28, 1))
+
+
+def test_ten_epoch_members_train_with_a_high_rate_and_no_regulariser():
+    assert SHORT_RUN_EPOCHS == 10
+    assert (
+        recipe_for(10, (32, 32, 3))
+        == SHORT_RUN_RECIPE
+        == Recipe(
+            learning_rate=0.2,
+            cutout=0.0,
+            augment=True,
+            drop_path_keep_prob=1.0,
+            auxiliary_weight=0.0,
+            label_smoothing=0.0,
+            warmup=0.0,
+            recompute_batch_statistics=True,
+            mixture_fit="refit",
+        )
+    )
+
+
+@pytest.mark.parametrize("epochs", [0.5, 2, 5])
+def test_shorter_members_train_as_ten_epoch_ones(epochs):
+    assert recipe_for(epochs, (32, 32, 3)) == SHORT_RUN_RECIPE
+
+
+@pytest.mark.parametrize("epochs", [PAPER_RUN_EPOCHS, 10 * PAPER_RUN_EPOCHS])
+def test_long_runs_train_with_the_papers_rate_and_regularisers(epochs):
+    recipe = recipe_for(epochs, (32, 32, 3))
+    assert recipe == dataclasses.replace(
+        PAPER_RECIPE, recompute_batch_statistics=True, mixture_fit="refit"
+    )
+
+
+def test_runs_in_between_move_in_proportion_to_the_log_of_the_epochs():
+    # 77.46 epochs lie half-way between 10 and 600 on a log scale.
+    halfway = (SHORT_RUN_EPOCHS * PAPER_RUN_EPOCHS) ** 0.5
+    recipe = recipe_for(halfway, (32, 32, 3))
+    assert recipe.learning_rate == pytest.approx((0.2 + 0.025) / 2)
+    assert recipe.cutout == pytest.approx(0.25)
+    assert recipe.drop_path_keep_prob == pytest.approx(0.8)
+    assert recipe.auxiliary_weight == pytest.approx(0.2)
+    assert recipe.label_smoothing == pytest.approx(0.05)
+    assert recipe.cutout_size((32, 32, 3)) == 8
+    assert recipe_for(30, (32, 32, 3)).learning_rate < 0.2
+
+
+@pytest.mark.parametrize(
+    "shape, augments",
+    [((32, 32, 3), True), ((64, 48, 3), True), ((16, 16, 1), False), ((28, 28, 1), False)],
+)
+def test_grayscale_images_train_unaugmented(shape, augments):
+    for epochs in (2, 100, 600):
+        assert recipe_for(epochs, shape).augment is augments
+
+
+def test_a_time_limited_search_takes_the_short_run_recipe():
+    params = AdaNASClassifier(time_limit="10m", epochs_per_iteration=900).get_params()
+    resolved = search_config(params).for_data(5_000, (32, 32, 3)).iteration.recipe
+    assert resolved == recipe_for(None, (32, 32, 3)) == SHORT_RUN_RECIPE
 
 
 def test_warmup_rises_linearly_then_decays():

@@ -103,9 +103,13 @@ class SearchConfig:
 
     def for_data(self, num_examples, image_shape):
         """This config with the recipe resolved for the training data: its
-        size (the epochs each member trains) and its images."""
+        size (the epochs each member trains; unknown before a time-limited
+        search plans them) and its images."""
         iteration = self.iteration
-        epochs, steps_per_epoch = iteration.schedule(num_examples)
-        passes = epochs * steps_per_epoch * iteration.batch_size / max(num_examples, 1)
+        passes = None  # A time-limited search plans its members' length later.
+        if self.time_limit is None and iteration.steps is None:
+            passes = float(iteration.epochs)
+        elif self.time_limit is None:
+            passes = iteration.steps * iteration.batch_size / max(num_examples, 1)
         recipe = resolve_recipe(self.recipe, passes, image_shape, **self.recipe_overrides)
         return dataclasses.replace(self, iteration=dataclasses.replace(iteration, recipe=recipe))
