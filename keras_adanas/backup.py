@@ -24,9 +24,12 @@ _RECORD_KEYS = {"signature", "epoch", "weights", "epoch_logs"}
 
 
 def weights_digest(layers):
-    """A SHA-256 digest of the values of every variable of `layers` (models
-    or layers), in order: two trainings against different teachers get
-    different backup signatures.
+    """A SHA-256 digest of the shapes and values of every variable of
+    `layers` (models or layers), in order: two trainings against different
+    teachers get different backup signatures. Variable paths are left out:
+    Keras numbers some of them by creation order in the process (a seed
+    generator's, say), so a teacher loaded by a resumed search has other
+    paths than the same teacher trained in the interrupted one.
 
     Example:
 
@@ -35,7 +38,7 @@ def weights_digest(layers):
     digest = hashlib.sha256()
     for layer in layers:
         for variable in layer.variables:
-            digest.update(variable.path.encode())
+            digest.update(f"{tuple(variable.shape)}{variable.dtype}".encode())
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
     return digest.hexdigest()
 

@@ -168,6 +168,7 @@ def search(mode):
         max_iterations=1,
         epochs_per_iteration=6,
         batch_size=64,
+        recipe="paper",  # the figures in test_distribute.py are of its recipe
         learning_rate=0.05,
         augment=False,
         seed=7,

@@ -220,10 +220,12 @@ def test_out_of_memory_retries_with_half_the_batch(small_cifar, monkeypatch):
         clf.fit(small_cifar.images, small_cifar.labels)
     messages = [str(w.message) for w in caught if "out of memory" in str(w.message)]
     assert messages == [
+        # The learning rate follows the batch: 0.2 at batch 32 (the recipe for
+        # members this short).
         "Iteration 1 ran out of memory at batch size 32; retrying with batch size 16 "
-        "and learning rate 0.0125.",
+        "and learning rate 0.1.",
         "Iteration 1 ran out of memory at batch size 16; retrying with batch size 8 "
-        "and learning rate 0.00625.",
+        "and learning rate 0.05.",
     ]
     assert [b for b, _ in tried] == [32, 16, 8]
     assert clf.history_[0]["batch_size"] == 8 and len(clf.members_) == 1
@@ -256,8 +258,8 @@ def test_out_of_memory_halves_to_a_multiple_of_the_replicas(small_cifar, monkeyp
         clf.fit(small_cifar.images, small_cifar.labels)
     retries = [str(w.message).split(";")[1] for w in caught if "out of memory" in str(w.message)]
     assert retries == [
-        " retrying with batch size 20 and learning rate 0.015625.",
-        " retrying with batch size 8 and learning rate 0.00625.",
+        " retrying with batch size 20 and learning rate 0.125.",
+        " retrying with batch size 8 and learning rate 0.05.",
     ]
     assert tried == [40, 20, 8]
 
