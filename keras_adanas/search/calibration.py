@@ -39,21 +39,16 @@ class Deadline(keras.callbacks.Callback):
     Args:
         deadline: float, a `clock()` reading.
         clock: callable returning seconds.
-
-    Attributes:
-        stopped: bool, whether it stopped the training.
     """
 
     def __init__(self, deadline, clock=time.monotonic):
         super().__init__()
         self.deadline = deadline
         self.clock = clock
-        self.stopped = False
 
     def on_train_batch_end(self, batch, logs=None):
         if self.clock() >= self.deadline:
             self.model.stop_training = True
-            self.stopped = True
 
 
 def calibrate(model, dataset):
