@@ -1,7 +1,20 @@
 """The paper's claim at small scale: AdaNAS ensembles against one subnetwork
-of about the same parameter count, on cifar10-dev, over several seeds.
+of about the same parameter count, on cifar10-dev, over several seeds; and
+with `--time-limit`, what a search hands back for a wall-clock budget against
+what a user would otherwise train in the same time.
 
     python benchmarks/quality.py --epochs 8 --seeds 0,1,2 --json quality.jsonl
+    python benchmarks/quality.py --time-limit 600 --seeds 0,1,2 --json quality.jsonl
+
+With `--time-limit SECONDS`, the runs (`--runs`, by default all three) each
+get the same wall time once the data is loaded:
+- `search`: `AdaNASClassifier(time_limit=SECONDS, seed=seed)`, nothing else
+  given (`--architecture N@F` names its members);
+- `tower`: one NASNet-A of the search's served parameter count (the `N@F`
+  with its first member's N whose count is nearest), `max_iterations=1`,
+  the same time limit and the default recipe; when the search's ensemble is
+  one member, the tower is that member and the search's row stands for it;
+- `cnn`: the plain Keras CNN of `plain_cnn.py`, trained to the time limit.
 
 `--learning-rate` and `--no-augment` change the recipe of every run, to test
 whether the gap between the ensembles and the single network depends on them.
@@ -39,6 +52,7 @@ import time
 
 import keras
 import numpy as np
+from plain_cnn import test_accuracy, train_to_time_limit
 
 from keras_adanas import AdaNASClassifier, Architecture, load_images
 from keras_adanas.data import default_data_dir
@@ -47,6 +61,7 @@ from keras_adanas.nasnet import recompute_batch_statistics
 from keras_adanas.reporting import iteration_errors
 
 RUNS = ("single", "single-3x", "nokd", "akd", "scalar-akd", "dynamic")
+TIMED_RUNS = ("search", "tower", "cnn")
 MEMBERS = 3
 
 
@@ -165,23 +180,124 @@ def run(name, settings, train, test, seed, **recipe):
     }
 
 
+def tower_for(params, depth, num_classes):
+    """The `depth@F` whose parameter count is nearest to `params`."""
+    widths = range(24, 64 * 24 + 1, 24)
+    return min(
+        (Architecture(depth, f) for f in widths),
+        key=lambda a: abs(a.count_params(num_classes) - params),
+    )
+
+
+def timed_search(name, settings, train, test, seed):
+    """A row for a search of `settings` (a time limit among them)."""
+    keras.utils.clear_session()
+    classifier = AdaNASClassifier(seed=seed, verbose=0, **settings)
+    start = time.perf_counter()
+    classifier.fit((train.images, train.labels))
+    seconds = time.perf_counter() - start
+    return {
+        "run": name,
+        "seed": seed,
+        "time_limit": settings["time_limit"],
+        "members": [m["architecture"] for m in classifier.members_],
+        "params": sum(m["params"] for m in classifier.members_),
+        "epochs_per_member": [
+            round(h["steps"] * h["batch_size"] / len(train), 2) for h in classifier.history_
+        ],
+        "test_accuracy": classifier.score(test.images, test.labels),
+        "seconds": seconds,
+        "plans": [h["plan"] for h in classifier.history_],
+        "stop_reason": classifier.stop_reason_,
+    }
+
+
+def timed_runs(names, time_limit, train, test, seed, architecture=None):
+    """The rows of `names` (among `TIMED_RUNS`) for one seed, in turn."""
+    rows = []
+    search = None
+    if "search" in names or "tower" in names:
+        settings = {"time_limit": time_limit, "architecture": architecture}
+        search = timed_search("search", settings, train, test, seed)
+        if "search" in names:
+            rows.append(search)
+    if "tower" in names:
+        first = Architecture.parse(search["members"][0])
+        tower = tower_for(search["params"], first.depth, train.num_classes)
+        if len(search["members"]) == 1 and tower == first:
+            rows.append(dict(search, run="tower", same_as="search"))
+        else:
+            settings = {"time_limit": time_limit, "architecture": tower, "max_iterations": 1}
+            rows.append(timed_search("tower", settings, train, test, seed))
+    if "cnn" in names:
+        keras.utils.clear_session()
+        start = time.perf_counter()
+        model, epochs = train_to_time_limit(train, time_limit, seed)
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "run": "cnn",
+                "seed": seed,
+                "time_limit": time_limit,
+                "members": ["plain CNN"],
+                "params": model.count_params(),
+                "epochs_per_member": [epochs],
+                "test_accuracy": test_accuracy(model, test),
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def accuracy_by_run(rows):
+    """Per run name, in order: its rows, and their test accuracy's mean and
+    spread (sample standard deviation; NaN for one seed)."""
+    for name in dict.fromkeys(r["run"] for r in rows):
+        mine = [r for r in rows if r["run"] == name]
+        accuracy = [r["test_accuracy"] for r in mine]
+        spread = statistics.stdev(accuracy) if len(accuracy) > 1 else float("nan")
+        yield name, mine, statistics.mean(accuracy), spread
+
+
+def timed_summary(rows):
+    """One line per run: accuracy mean and spread over seeds, params, time."""
+    lines = [
+        f"{'run':<7} {'seeds':>5} {'members (seed 1st)':<22} {'params':>9} "
+        f"{'test acc mean':>13} {'spread':>7} {'fit s':>6}"
+    ]
+    for name, mine, mean, spread in accuracy_by_run(rows):
+        lines.append(
+            f"{name:<7} {len(mine):>5} {','.join(mine[0]['members']):<22} "
+            f"{mine[0]['params']:>9,} {mean:>13.4f} {spread:>7.4f} "
+            f"{statistics.mean(r['seconds'] for r in mine):>6.0f}"
+        )
+    return "\n".join(lines)
+
+
 def summary(rows):
     """One line per run: accuracy mean and spread over seeds, params, time."""
     lines = [
         f"{'run':<11} {'seeds':>5} {'members':<22} {'params':>8} {'epochs':>6} "
         f"{'test acc mean':>13} {'spread':>7} {'fit s':>6}"
     ]
-    for name in dict.fromkeys(r["run"] for r in rows):
-        mine = [r for r in rows if r["run"] == name]
-        accuracy = [r["test_accuracy"] for r in mine]
-        spread = statistics.stdev(accuracy) if len(accuracy) > 1 else float("nan")
+    for name, mine, mean, spread in accuracy_by_run(rows):
         members = ",".join(mine[0]["members"])
         lines.append(
             f"{name:<11} {len(mine):>5} {members:<22} {mine[0]['params']:>8,} "
-            f"{mine[0]['epochs_per_member']:>6} {statistics.mean(accuracy):>13.4f} "
+            f"{mine[0]['epochs_per_member']:>6} {mean:>13.4f} "
             f"{spread:>7.4f} {statistics.mean(r['seconds'] for r in mine):>6.0f}"
         )
     return "\n".join(lines)
+
+
+def report(row, json_path):
+    """Prints `row` as a JSON line, appends it to `json_path` (if any) and
+    returns it."""
+    print(json.dumps(row), flush=True)
+    if json_path:
+        with open(json_path, "a") as file:
+            file.write(json.dumps(row) + "\n")
+    return row
 
 
 def main():
@@ -190,7 +306,13 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--member", default="1@96", help="the ensembles' member N@F")
     parser.add_argument("--single", default=None, help="the single network's N@F")
-    parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--runs", default=None, help=f"among {RUNS}, or {TIMED_RUNS} with a limit")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="seconds each run gets (the timed runs)"
+    )
+    parser.add_argument(
+        "--architecture", default=None, help="the timed search's N@F (default: it sizes it)"
+    )
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--json", default=None, help="append one JSON line per run here")
     parser.add_argument(
@@ -203,6 +325,18 @@ def main():
 
     train = load_images(args.data)
     test = load_images(args.data, split="test", classes=train.classes)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.time_limit is not None:
+        names = (args.runs or ",".join(TIMED_RUNS)).split(",")
+        unknown = sorted(set(names) - set(TIMED_RUNS))
+        if unknown:
+            raise ValueError(f"`--runs` with a time limit names runs among {TIMED_RUNS}.")
+        rows = []
+        for seed in seeds:
+            for row in timed_runs(names, args.time_limit, train, test, seed, args.architecture):
+                rows.append(report(row, args.json))
+        print("\n" + timed_summary(rows))
+        return
     member = Architecture.parse(args.member)
     single = Architecture.parse(args.single) if args.single else nearest_single(member, 10)
     ratio = single.count_params(train.num_classes) / (
@@ -210,10 +344,10 @@ def main():
     )
     print(f"single {single}: {ratio:.3f}x the parameters of {MEMBERS} x {member}", flush=True)
 
-    names = args.runs.split(",")
+    names = (args.runs or ",".join(RUNS)).split(",")
     settings = {n: run_settings(n, member, single, args.epochs, train.num_classes) for n in names}
     rows = []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         for name in names:
             row = run(
                 name,
@@ -224,11 +358,7 @@ def main():
                 learning_rate=args.learning_rate,
                 augment=not args.no_augment,
             )
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.json:
-                with open(args.json, "a") as file:
-                    file.write(json.dumps(row) + "\n")
+            rows.append(report(row, args.json))
     print("\n" + summary(rows))
 
 

@@ -48,7 +48,9 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         generator: `"constant"`, `"dynamic"`, or a generator object
             (`keras_adanas.generators`).
         architecture: `"N@F"` (or `Architecture`) of the constant generator's
-            candidates, or the dynamic generator's start.
+            candidates, or the dynamic generator's start; None sizes it to
+            the run: DESIGN's 6@768 without a `time_limit`, a network that
+            learns within the limit with one (`keras_adanas.search.sizing`).
         distillation: `"none"`, `"born_again"` or `"adaptive"`.
         kd_temperature, kd_weight: floats, the distillation temperature and the
             weight of its term.
@@ -125,7 +127,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         self,
         budget=None,
         generator="constant",
-        architecture="6@768",
+        architecture=None,
         distillation="none",
         kd_temperature=1.0,
         kd_weight=1.0,

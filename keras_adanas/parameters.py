@@ -27,6 +27,7 @@ from keras_adanas.search.budget import parse_budget
 from keras_adanas.search.config import IterationConfig, SearchConfig
 from keras_adanas.search.distiller import MIXTURE_FITS
 from keras_adanas.search.planner import parse_time_limit
+from keras_adanas.search.sizing import default_architecture
 
 MAX_SEED = 2**32 - 1
 """Seeds are 32-bit, as scikit-learn's `random_state`."""
@@ -181,7 +182,7 @@ PARAMETER_CONSTRAINTS = {
     "directory": folder,
     "kd_temperature": number,
     "kd_weight": number,
-    "architecture": parsed_by(Architecture.parse),
+    "architecture": optional(parsed_by(Architecture.parse)),
     "budget": parsed_by(parse_budget),
     "time_limit": parsed_by(parse_time_limit),
     "distillation": anything,  # with its temperature and weight, below
@@ -225,18 +226,22 @@ def search_config(params):
     (1, None)
     """
     validate_parameters(params)
+    time_limit = parse_time_limit(params["time_limit"])
+    architecture = params["architecture"]
+    if architecture is None:
+        architecture = default_architecture(time_limit)
     epochs = params["epochs_per_iteration"]
     if epochs is None and params["steps_per_iteration"] is None:
         epochs = 1
     return SearchConfig(
         budget=parse_budget(params["budget"]),
-        generator=get_generator(params["generator"], params["architecture"]),
+        generator=get_generator(params["generator"], architecture),
         max_iterations=int(params["max_iterations"]),
         dtype_policy=params["dtype_policy"],
         tensorboard=bool(params["tensorboard"]),
         verbose=int(params["verbose"]),
         recipe=params["recipe"],
-        time_limit=parse_time_limit(params["time_limit"]),
+        time_limit=time_limit,
         recipe_overrides={
             "learning_rate": params["learning_rate"],
             "augment": params["augment"],
@@ -317,7 +322,8 @@ def params_record(params):
         params["strategy"] = type(params["strategy"]).__name__
     if isinstance(params["dtype_policy"], keras.DTypePolicy):
         params["dtype_policy"] = params["dtype_policy"].name
-    params["architecture"] = str(Architecture.parse(params["architecture"]))
+    if params["architecture"] is not None:
+        params["architecture"] = str(Architecture.parse(params["architecture"]))
     if params["directory"] is not None:
         params["directory"] = os.fspath(params["directory"])
     return plain_json(params)

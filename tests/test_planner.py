@@ -3,16 +3,19 @@ arithmetic on a fake clock, the schedule whose length is set mid-training,
 and a time-limited search end to end."""
 
 import math
+import types
 
 import keras
 import numpy as np
 import pytest
 
 from keras_adanas import AdaNASClassifier
+from keras_adanas.search.calibration import Deadline, train_to_plan
 from keras_adanas.search.planner import (
     CALIBRATION_STEPS,
     MIN_EPOCHS_PER_MEMBER,
     SAFETY_FRACTION,
+    SELECTION_COMPILE_COST,
     SELECTION_COST,
     TimePlanner,
     parse_time_limit,
@@ -73,6 +76,19 @@ class FakeClock:
         return self.now
 
 
+def planned_after_ten_seconds(limit, max_iterations=10, **measured):
+    """A planner of `limit` on a fake clock, and the plan of its first
+    iteration once 10 s of compiling and calibrating have passed (step
+    0.1 s, 100 steps an epoch, 20 selection batches, unless `measured`
+    says otherwise)."""
+    clock = FakeClock()
+    planner = TimePlanner(limit, max_iterations=max_iterations, clock=clock)
+    planner.begin_iteration()
+    clock.now += 10
+    arguments = {"seconds_per_step": 0.1, "steps_per_epoch": 100, "selection_steps": 20}
+    return clock, planner, planner.plan(**{**arguments, **measured})
+
+
 def test_the_first_iteration_plans_how_many_members_the_limit_affords():
     clock = FakeClock()
     planner = TimePlanner(600, max_iterations=10, clock=clock)
@@ -101,23 +117,95 @@ def test_max_iterations_caps_the_plan_and_each_member_gets_more_time():
 
 
 def test_a_short_limit_plans_one_member_of_every_step_it_affords():
-    clock = FakeClock()
-    planner = TimePlanner(60, max_iterations=10, clock=clock)
-    planner.begin_iteration()
-    clock.now += 10
-    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    _, _, plan = planned_after_ten_seconds(60)
     assert plan.planned_iterations == 1
     assert SAFETY_FRACTION * 60 == pytest.approx(58.2)
     assert plan.steps == CALIBRATION_STEPS + 472  # (58.2 - 10 - 1.0) / 0.1
 
 
 def test_a_limit_spent_in_the_calibration_trains_no_further_step():
-    clock = FakeClock()
-    planner = TimePlanner(5, max_iterations=10, clock=clock)
-    planner.begin_iteration()
-    clock.now += 10
-    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=100, selection_steps=20)
+    _, _, plan = planned_after_ten_seconds(5)
     assert (plan.steps, plan.planned_iterations) == (CALIBRATION_STEPS, 1)
+
+
+def test_the_first_selection_is_expected_to_compile_too():
+    _, _, plan = planned_after_ten_seconds(60, compile_seconds=8)
+    reserve = SELECTION_COST * 0.1 * 20 + SELECTION_COMPILE_COST * 8
+    assert plan.reserved_seconds == pytest.approx(reserve) == pytest.approx(5.0)
+    assert plan.steps == CALIBRATION_STEPS + 432  # (58.2 - 10 - 5.0) / 0.1
+
+
+def test_a_replan_fills_the_time_left_at_the_step_time_measured_since():
+    clock, planner, plan = planned_after_ten_seconds(60)
+    assert plan.steps == CALIBRATION_STEPS + 472
+    clock.now += 8  # the first epoch, 100 steps at 0.08 s: faster than timed
+    faster = planner.replan(plan, CALIBRATION_STEPS + 100, seconds_per_step=0.08)
+    # (58.2 - 1.0 reserved) - 18 s spent = 39.2 s left: 490 steps of 0.08 s.
+    assert faster.steps == CALIBRATION_STEPS + 100 + 490
+    assert faster.replanned_seconds_per_step == 0.08
+    assert (faster.seconds, faster.reserved_seconds) == (plan.seconds, plan.reserved_seconds)
+    slower = planner.replan(plan, CALIBRATION_STEPS + 100, seconds_per_step=0.2)
+    assert slower.steps == CALIBRATION_STEPS + 100 + 196
+    clock.now += 100  # past the deadline: no step more
+    assert planner.replan(plan, 50, seconds_per_step=0.1).steps == 50
+
+
+class FakeTraining:
+    """Stands for `fit`: trains `steps_per_epoch` steps an epoch of
+    `seconds_per_step` each on `clock`, with Keras' stopping rules, calling
+    the callbacks it is given and the `Deadline`."""
+
+    def __init__(self, clock, deadline, seconds_per_step):
+        self.clock = clock
+        self.deadline = deadline
+        self.seconds_per_step = seconds_per_step
+        self.calls = []
+
+    def __call__(self, epochs, steps_per_epoch, initial_epoch, more_callbacks):
+        model = types.SimpleNamespace(stop_training=False)
+        callbacks = [self.deadline, *more_callbacks]
+        for callback in callbacks:
+            callback.set_model(model)
+        self.calls.append((initial_epoch, epochs))
+        for epoch in range(initial_epoch, epochs):
+            for batch in range(steps_per_epoch):
+                self.clock.now += self.seconds_per_step
+                for callback in callbacks:
+                    callback.on_train_batch_end(batch)
+                if model.stop_training:
+                    return "history"
+            for callback in callbacks:
+                callback.on_epoch_end(epoch)
+            if model.stop_training:
+                return "history"
+        return "history"
+
+
+@pytest.mark.parametrize("seconds_per_step", [0.08, 0.1, 0.125])
+def test_training_to_plan_ends_on_time_with_its_schedule_complete(seconds_per_step):
+    """The calibration timed 0.1 s a step; the steps take `seconds_per_step`.
+    Replanned on the way, training ends within a step of its deadline, and
+    the schedules' last length is the steps trained."""
+    clock, planner, plan = planned_after_ten_seconds(60, max_iterations=1, steps_per_epoch=50)
+    assert plan.steps == CALIBRATION_STEPS + 472
+    deadline = Deadline(planner.training_deadline(plan), clock)
+    training = FakeTraining(clock, deadline, seconds_per_step)
+    lengths = []
+    _, final = train_to_plan(
+        training,
+        plan,
+        planner,
+        deadline,
+        steps_per_pass=50,
+        set_total_steps=lambda total, done: lengths.append((total, done)),
+    )
+    trained = CALIBRATION_STEPS + deadline.steps_trained
+    assert final.steps == trained == lengths[-1][0]
+    assert planner.training_deadline(plan) - clock.now < seconds_per_step + 1e-9
+    assert trained == CALIBRATION_STEPS + int((57.2 - 10) / seconds_per_step + 1e-6)
+    # Whole epochs between plans, at least 100 steps: two epochs of 50 a call.
+    starts = [initial_epoch for initial_epoch, _ in training.calls]
+    assert starts == list(range(0, 2 * len(starts), 2))
 
 
 def test_later_iterations_share_what_is_left_and_reserve_the_measured_overhead():
@@ -218,6 +306,20 @@ def test_a_length_set_between_fits_drives_the_compiled_step():
     third_step = after_two - float(model.get_weights()[0][0, 0])
     assert third_step == pytest.approx(expected_cosine(2, 4), rel=1e-5)
     assert expected_cosine(2, 4) == pytest.approx(0.05)
+
+
+def test_the_deadline_stops_training_and_counts_the_steps_trained():
+    """A clock read at each step's end gives 0, 1, 2, 3: a deadline of 3
+    ends `fit` after the fourth step, in its first epoch of two."""
+    ticks = iter(range(100))
+    deadline = Deadline(deadline=3, clock=lambda: next(ticks))
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((10, 1), "float32"), np.zeros((10, 1), "float32")
+    history = model.fit(x, y, batch_size=1, epochs=2, callbacks=[deadline], verbose=0)
+    assert deadline.steps_trained == 4
+    assert len(history.history["loss"]) == 1
 
 
 def test_a_time_limited_search_records_its_plan(cifar10):

@@ -3,9 +3,10 @@
 - `loop`: `Search`, the loop over iterations;
 - `iteration`: one iteration's training (`train_candidates`), and with its
   selection (`selection`'s `select`), `run_iteration`;
-- `planner`, `calibration`, `schedule`: a search planned to a wall-clock
-  limit, each iteration's step timed, and a schedule whose length is set
-  once it is;
+- `planner`, `calibration`, `schedule`, `sizing`: a search planned to a
+  wall-clock limit, each iteration's step timed and its training kept to
+  plan, a schedule whose length is set once it is, and the members' size
+  when none is named;
 - `distiller`: `Distiller`, the training model of an iteration;
 - `optimizer`: `GroupedClippingSGD`, clipping each candidate on its own;
 - `candidates`, `budget`, `memory`, `callbacks`: the candidates' seeds and
@@ -51,6 +52,7 @@ from keras_adanas.search.selection import (
     select,
     select_candidate,
 )
+from keras_adanas.search.sizing import default_architecture
 from keras_adanas.search.state import (
     CandidateRecord,
     IterationRecord,
@@ -78,6 +80,7 @@ __all__ = [
     "SearchState",
     "ThroughputTimer",
     "TimePlanner",
+    "default_architecture",
     "TrainedIteration",
     "auxiliary_key",
     "build_candidates",

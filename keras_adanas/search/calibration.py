@@ -1,11 +1,15 @@
-"""Times an iteration's training step on its own model, before it plans.
+"""Times an iteration's training step on its own model, and trains it to plan.
 
 A time-limited iteration (`keras_adanas.search.planner`) trains its
 `Distiller` for `CALIBRATION_STEPS` real steps (the first compiles the
 step), takes the median time of the last ones as the step time, and plans
-from it. The steps count: the schedules span them too.
+from it. The steps count: the schedules span them too. It then trains epoch
+by epoch (`train_to_plan`): after each, the step time measured over the
+epochs so far plans the rest anew, so that a step that runs faster or slower
+than the calibration timed still ends on time, with its schedules complete.
 """
 
+import math
 import statistics
 import time
 
@@ -39,14 +43,19 @@ class Deadline(keras.callbacks.Callback):
     Args:
         deadline: float, a `clock()` reading.
         clock: callable returning seconds.
+
+    Attributes:
+        steps_trained: int, the training steps that ended while it watched.
     """
 
     def __init__(self, deadline, clock=time.monotonic):
         super().__init__()
         self.deadline = deadline
         self.clock = clock
+        self.steps_trained = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self.steps_trained += 1
         if self.clock() >= self.deadline:
             self.model.stop_training = True
 
@@ -59,8 +68,9 @@ def calibrate(model, dataset):
         dataset: its training data, at least `CALIBRATION_STEPS` batches.
 
     Returns:
-        `(seconds_per_step, logs)`: the median seconds of the last
-        `TIMED_CALIBRATION_STEPS` steps, and the epoch's logs (a dict).
+        `(seconds_per_step, first_step_seconds, logs)`: the median seconds
+        of the last `TIMED_CALIBRATION_STEPS` steps, the seconds of the first
+        (which traced and compiled the step), and the epoch's logs (a dict).
     """
     timer = StepTimer()
     history = model.fit(
@@ -72,4 +82,76 @@ def calibrate(model, dataset):
         verbose=0,
     )
     logs = {key: float(values[-1]) for key, values in history.history.items()}
-    return statistics.median(timer.seconds[-TIMED_CALIBRATION_STEPS:]), logs
+    return statistics.median(timer.seconds[-TIMED_CALIBRATION_STEPS:]), timer.seconds[0], logs
+
+
+REPLANS_PER_ITERATION = 8
+"""How often, at most, an iteration plans the rest of its steps anew."""
+
+MIN_STEPS_BETWEEN_REPLANS = 100
+"""The fewest steps between two plans: each `fit` call costs some time."""
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Stops `fit` at the end of its `epochs`-th epoch, or once `max_steps`
+    steps have trained."""
+
+    def __init__(self, epochs, max_steps):
+        super().__init__()
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.steps = 0
+        self.epochs_done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps >= self.max_steps:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done += 1
+        if self.epochs_done >= self.epochs:
+            self.model.stop_training = True
+
+
+def train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps):
+    """Trains a calibrated iteration to its plan, planning anew on the way.
+
+    It trains whole epochs, at least `MIN_STEPS_BETWEEN_REPLANS` steps and
+    an eighth of the plan per `fit` call; after each call, the wall time per
+    step since training began (the calls' overhead included) plans the rest
+    anew (`TimePlanner.replan`) and the schedules take the new length. A plan
+    that is complete is not stretched.
+
+    Args:
+        fit: callable `(epochs, steps_per_epoch, initial_epoch,
+            more_callbacks)` running Keras' `fit` on the training data and
+            returning its `History`; `deadline` among its callbacks.
+        plan: the calibrated `IterationPlan`.
+        planner: the `TimePlanner`.
+        deadline: the `Deadline` callback, which counts the steps trained.
+        steps_per_pass: int, steps of one pass over the data.
+        set_total_steps: callable `(total_steps, steps_done)` setting the
+            schedules' length.
+
+    Returns:
+        `(history, plan)`: the last `fit`'s `History` (None when no step
+        was left after the calibration) and the plan as last planned.
+    """
+    started = planner.clock()
+    history = None
+    epoch = 0
+    steps_done = CALIBRATION_STEPS
+    chunk = max(MIN_STEPS_BETWEEN_REPLANS, plan.steps / REPLANS_PER_ITERATION)
+    epochs_per_call = max(1, math.ceil(chunk / steps_per_pass))
+    while steps_done < plan.steps and planner.clock() < planner.training_deadline(plan):
+        left = plan.steps - steps_done
+        epochs = epoch + math.ceil(left / steps_per_pass)
+        history = fit(epochs, steps_per_pass, epoch, [_StopAfter(epochs_per_call, left)])
+        epoch += epochs_per_call
+        steps_done = CALIBRATION_STEPS + deadline.steps_trained
+        if steps_done < plan.steps:
+            seconds_per_step = (planner.clock() - started) / max(deadline.steps_trained, 1)
+            plan = planner.replan(plan, steps_done, seconds_per_step)
+            set_total_steps(plan.steps, steps_done)
+    return history, plan

@@ -21,7 +21,7 @@ from keras_adanas.nasnet import (
     synchronized_batch_norm,
 )
 from keras_adanas.recipe import MOMENTUM, learning_rate_schedule, scaled_learning_rate
-from keras_adanas.search.calibration import Deadline, calibrate
+from keras_adanas.search.calibration import Deadline, calibrate, train_to_plan
 from keras_adanas.search.callbacks import ThroughputTimer
 from keras_adanas.search.distiller import Distiller, candidate_key
 from keras_adanas.search.optimizer import GroupedClippingSGD
@@ -38,7 +38,9 @@ class TrainedIteration:
     Attributes:
         distiller: the `Distiller` that trained them.
         train_losses: list of float, each candidate's last-epoch loss.
-        steps: int, training steps of the iteration.
+        steps: int, training steps of the iteration (of a time-limited
+            one, those it trained, fewer than `plan.steps` when its
+            deadline stopped it).
         batch_size: int, the batch size it trained with.
         initial_epoch: int, epochs restored from a backup (0 if none).
         images_per_second: float or None (`ThroughputTimer`).
@@ -137,7 +139,7 @@ def train_candidates(
     seed = None if config.seed is None else config.seed + iteration
     synchronized = config.synchronizes_batch_norm(replicas_in_sync())
     callbacks = list(callbacks or [])
-    plan = calibration_logs = None
+    plan = calibration_logs = deadline = None
     if planner is not None:
         learning_rate.attach(getattr(optimizer, "inner_optimizer", optimizer))
         calibration_data = train_data.training_dataset(
@@ -149,19 +151,21 @@ def train_candidates(
             seed=seed,
         )
         with expected_traces(), synchronized_batch_norm(candidates, synchronized):
-            seconds_per_step, calibration_logs = calibrate(distiller, calibration_data)
+            seconds_per_step, compile_seconds, calibration_logs = calibrate(
+                distiller, calibration_data
+            )
         plan = planner.plan(
-            seconds_per_step, math.ceil(len(train_data) / config.batch_size), selection_steps
+            seconds_per_step,
+            math.ceil(len(train_data) / config.batch_size),
+            selection_steps,
+            compile_seconds=compile_seconds,
         )
         learning_rate.set_total_steps(plan.steps)
         for candidate in candidates:
             set_drop_path_schedule(candidate, plan.steps, step=CALIBRATION_STEPS)
         total_steps = plan.steps
-        epochs, steps_per_epoch = 0, 0
-        if plan.steps > CALIBRATION_STEPS:
-            later = dataclasses.replace(config, epochs=None, steps=plan.steps - CALIBRATION_STEPS)
-            epochs, steps_per_epoch = later.schedule(len(train_data))
-        callbacks.append(Deadline(planner.training_deadline(plan), planner.clock))
+        deadline = Deadline(planner.training_deadline(plan), planner.clock)
+        callbacks.append(deadline)
     backup = None
     initial_epoch = 0
     if backup_dir is not None and planner is None:
@@ -187,7 +191,8 @@ def train_candidates(
             )
     timer = ThroughputTimer(config.batch_size)
     history = None
-    if initial_epoch < epochs:  # Keras' `fit` breaks when no epoch is left.
+
+    def fit(epochs, steps_per_epoch, initial_epoch=0, more_callbacks=()):
         dataset = train_data.training_dataset(
             config.batch_size,
             augment=config.recipe.augment,
@@ -198,15 +203,33 @@ def train_candidates(
             seed=seed,
         )
         with expected_traces(), synchronized_batch_norm(candidates, synchronized):
-            history = distiller.fit(
+            return distiller.fit(
                 dataset,
                 epochs=epochs,
                 initial_epoch=initial_epoch,
                 steps_per_epoch=steps_per_epoch,
                 shuffle=False,  # The dataset shuffles each epoch itself.
-                callbacks=[*callbacks, timer, *([backup] if backup else [])],
+                callbacks=[*callbacks, timer, *([backup] if backup else []), *more_callbacks],
                 verbose=verbose,
             )
+
+    if plan is not None:
+
+        def set_total_steps(total_steps, steps_done):
+            learning_rate.set_total_steps(total_steps)
+            for candidate in candidates:
+                set_drop_path_schedule(candidate, total_steps, step=steps_done)
+
+        history, plan = train_to_plan(
+            fit,
+            plan,
+            planner,
+            deadline,
+            steps_per_pass=math.ceil(len(train_data) / config.batch_size),
+            set_total_steps=set_total_steps,
+        )
+    elif initial_epoch < epochs:  # Keras' `fit` breaks when no epoch is left.
+        history = fit(epochs, steps_per_epoch, initial_epoch)
     average_over_replicas(moving_statistics(candidates))
     if config.recipe.recompute_batch_statistics:
         for candidate in candidates:
@@ -215,6 +238,9 @@ def train_candidates(
         epoch_logs = backup.epoch_logs
     else:
         epoch_logs = _epoch_logs(history.history) if history else [calibration_logs]
+    if deadline is not None:
+        # What happened against the plan: fewer steps when the deadline cut in.
+        total_steps = CALIBRATION_STEPS + deadline.steps_trained
     return TrainedIteration(
         distiller=distiller,
         train_losses=[

@@ -4,7 +4,8 @@ A `TimePlanner` holds the deadline. Each iteration measures its own training
 step (`CALIBRATION_STEPS` steps, the first of which compiles), then asks the
 planner for an `IterationPlan`: the share of the time left it gets, minus
 what its selection is expected to take, at the measured step time, is the
-number of steps its learning-rate and drop-path schedules then span. The
+number of steps its learning-rate and drop-path schedules then span; as it
+trains, `replan` fits the rest to the step time measured since. The
 first iteration also fixes how many iterations the search plans: as many as
 give each member at least `MIN_EPOCHS_PER_MEMBER` passes over the data, on
 top of what the first spent compiling, timing and selecting (at least one,
@@ -35,6 +36,10 @@ SAFETY_FRACTION = 0.97
 
 SELECTION_COST = 0.5
 """An inference step's cost over a training step's, for the selection estimate."""
+
+SELECTION_COMPILE_COST = 0.5
+"""What compiling the selection's inference passes costs, over compiling the
+training step (the first calibration step)."""
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 _LIMIT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$", re.IGNORECASE)
@@ -92,8 +97,12 @@ class IterationPlan:
         seconds_per_step: float, the measured time of one training step.
         reserved_seconds: float, of `seconds`, what the selection and the
             writing are expected to take.
-        steps: int, training steps planned, the calibration's included.
+        steps: int, training steps planned, the calibration's included
+            (after a `TimePlanner.replan`, as planned anew).
         planned_iterations: int, the iterations the search plans in all.
+        replanned_seconds_per_step: float or None, the step time measured
+            over the epochs trained when the rest was last planned anew
+            (`TimePlanner.replan`, after each epoch).
     """
 
     seconds: float
@@ -101,6 +110,7 @@ class IterationPlan:
     reserved_seconds: float
     steps: int
     planned_iterations: int
+    replanned_seconds_per_step: float | None = None
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -164,7 +174,14 @@ class TimePlanner:
         """Marks an iteration's start (its share counts from here)."""
         self.iteration_started = self.clock()
 
-    def plan(self, seconds_per_step, steps_per_epoch, selection_steps, elapsed_seconds=None):
+    def plan(
+        self,
+        seconds_per_step,
+        steps_per_epoch,
+        selection_steps,
+        elapsed_seconds=None,
+        compile_seconds=0.0,
+    ):
         """The `IterationPlan` of the iteration under way, once its step is timed.
 
         Args:
@@ -174,6 +191,10 @@ class TimePlanner:
             elapsed_seconds: float, seconds the iteration has already spent
                 (compiling and calibrating); None measures it from
                 `begin_iteration`.
+            compile_seconds: float, what compiling the training step took:
+                the selection's own compiling is expected to take
+                `SELECTION_COMPILE_COST` of it, until an iteration has
+                measured its overhead.
 
         Returns:
             An `IterationPlan`.
@@ -181,7 +202,7 @@ class TimePlanner:
         if elapsed_seconds is None:
             elapsed_seconds = self.clock() - self.iteration_started
         now_left = self.remaining()
-        reserve = self.selection_seconds(seconds_per_step, selection_steps)
+        reserve = self.selection_seconds(seconds_per_step, selection_steps, compile_seconds)
         if self.planned_iterations is None:
             member_seconds = (
                 MIN_EPOCHS_PER_MEMBER * steps_per_epoch * seconds_per_step
@@ -205,17 +226,37 @@ class TimePlanner:
             planned_iterations=self.iterations_before + self.planned_iterations,
         )
 
+    def replan(self, plan, steps_done, seconds_per_step):
+        """`plan` with its steps planned anew once `steps_done` steps have
+        trained at a measured `seconds_per_step`: those done and as many as
+        fit before its training deadline.
+
+        Returns:
+            An `IterationPlan` (its `replanned_seconds_per_step` set).
+        """
+        left = self.training_deadline(plan) - self.clock()
+        more = max(math.floor(left / max(seconds_per_step, 1e-9) + 1e-6), 0)
+        return dataclasses.replace(
+            plan,
+            steps=int(steps_done) + more,
+            replanned_seconds_per_step=float(seconds_per_step),
+        )
+
     def training_deadline(self, plan):
         """The clock reading by which the iteration's training must end."""
         return self.iteration_started + plan.seconds - plan.reserved_seconds
 
-    def selection_seconds(self, seconds_per_step, selection_steps):
+    def selection_seconds(self, seconds_per_step, selection_steps, compile_seconds=0.0):
         """What an iteration's selection and writing are expected to take:
         the last iteration's measured overhead, or before any, the selection
-        batches at `SELECTION_COST` of a training step."""
+        batches at `SELECTION_COST` of a training step and
+        `SELECTION_COMPILE_COST` of `compile_seconds` (the inference passes
+        compile too)."""
         if self.last_overhead is not None:
             return self.last_overhead
-        return SELECTION_COST * seconds_per_step * selection_steps
+        return SELECTION_COST * seconds_per_step * selection_steps + SELECTION_COMPILE_COST * float(
+            compile_seconds
+        )
 
     def end_iteration(self, training_ended):
         """Marks an iteration's end; `training_ended` is the clock reading

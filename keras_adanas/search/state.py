@@ -60,7 +60,8 @@ class IterationRecord:
         chosen: int, the index of the chosen candidate, or None.
         mixture_weights: the ensemble's mixture weights after the
             iteration, as nested lists, or None when nothing was chosen.
-        steps: int, training steps.
+        steps: int, training steps trained (against `plan["steps"]`
+            planned, in a time-limited search).
         batch_size: int, the batch size it trained with.
         resumed_after_epoch: int, epochs restored from a backup (0 if none).
         seconds: float, wall time of training and selection in this run.
