@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_adanas.data import default_data_dir, load_images
+from keras_adanas.search.calibration import Deadline, StepTimer
 
 PROBE_STEPS = 12
 """Steps of the speed probe; the first compiles, the median of the rest times."""
@@ -59,30 +60,6 @@ def compiled(model, total_steps):
     return model
 
 
-class _StopAt(keras.callbacks.Callback):
-    """Stops training once `time.perf_counter()` reaches `deadline`, should
-    the steps slow down after the probe."""
-
-    def __init__(self, deadline):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() >= self.deadline:
-            self.model.stop_training = True
-
-
-class _StepTimes(keras.callbacks.Callback):
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-
 def train_to_time_limit(train, time_limit, seed=0, verbose=0):
     """Trains the CNN on `train` (a `LabeledImages`) within `time_limit` seconds.
 
@@ -96,7 +73,7 @@ def train_to_time_limit(train, time_limit, seed=0, verbose=0):
     steps_per_epoch = math.ceil(len(images) / BATCH_SIZE)
     # The probe trains a throwaway copy of the same model for its steps.
     probe = compiled(plain_cnn(train.image_shape, train.num_classes, seed), 1000)
-    timer = _StepTimes()
+    timer = StepTimer()
     probe.fit(
         images[: PROBE_STEPS * BATCH_SIZE],
         labels[: PROBE_STEPS * BATCH_SIZE],
@@ -105,10 +82,10 @@ def train_to_time_limit(train, time_limit, seed=0, verbose=0):
         verbose=0,
         callbacks=[timer],
     )
-    seconds_per_step = float(np.median(timer.times[1:]))
+    seconds_per_step = float(np.median(timer.seconds[1:]))
     model = plain_cnn(train.image_shape, train.num_classes, seed)
     # The real model compiles again: count it as one probe step's first.
-    left = time_limit - (time.perf_counter() - start) - timer.times[0]
+    left = time_limit - (time.perf_counter() - start) - timer.seconds[0]
     epochs = max(1, math.floor(0.97 * left / (seconds_per_step * steps_per_epoch)))
     compiled(model, epochs * steps_per_epoch)
     model.fit(
@@ -118,7 +95,7 @@ def train_to_time_limit(train, time_limit, seed=0, verbose=0):
         epochs=epochs,
         shuffle=True,
         verbose=verbose,
-        callbacks=[_StopAt(start + time_limit)],
+        callbacks=[Deadline(start + time_limit, clock=time.perf_counter)],
     )
     return model, epochs
 

@@ -68,12 +68,7 @@ MEMBERS = 3
 def nearest_single(member, num_classes):
     """The `N@F` with `member`'s N whose parameter count is nearest to
     `MEMBERS` members'."""
-    target = MEMBERS * member.count_params(num_classes)
-    widths = range(24, 8 * member.filters + 1, 24)
-    return min(
-        (Architecture(member.depth, f) for f in widths),
-        key=lambda a: abs(a.count_params(num_classes) - target),
-    )
+    return tower_for(MEMBERS * member.count_params(num_classes), member.depth, num_classes)
 
 
 def run_settings(name, member, single, epochs, num_classes):

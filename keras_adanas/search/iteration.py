@@ -154,16 +154,17 @@ def train_candidates(
             seconds_per_step, compile_seconds, calibration_logs = calibrate(
                 distiller, calibration_data
             )
+        steps_per_pass = math.ceil(len(train_data) / config.batch_size)
         plan = planner.plan(
-            seconds_per_step,
-            math.ceil(len(train_data) / config.batch_size),
-            selection_steps,
-            compile_seconds=compile_seconds,
+            seconds_per_step, steps_per_pass, selection_steps, compile_seconds=compile_seconds
         )
-        learning_rate.set_total_steps(plan.steps)
-        for candidate in candidates:
-            set_drop_path_schedule(candidate, plan.steps, step=CALIBRATION_STEPS)
-        total_steps = plan.steps
+
+        def set_total_steps(total_steps, steps_done):
+            learning_rate.set_total_steps(total_steps)
+            for candidate in candidates:
+                set_drop_path_schedule(candidate, total_steps, step=steps_done)
+
+        set_total_steps(plan.steps, CALIBRATION_STEPS)
         deadline = Deadline(planner.training_deadline(plan), planner.clock)
         callbacks.append(deadline)
     backup = None
@@ -214,20 +215,7 @@ def train_candidates(
             )
 
     if plan is not None:
-
-        def set_total_steps(total_steps, steps_done):
-            learning_rate.set_total_steps(total_steps)
-            for candidate in candidates:
-                set_drop_path_schedule(candidate, total_steps, step=steps_done)
-
-        history, plan = train_to_plan(
-            fit,
-            plan,
-            planner,
-            deadline,
-            steps_per_pass=math.ceil(len(train_data) / config.batch_size),
-            set_total_steps=set_total_steps,
-        )
+        history, plan = train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps)
     elif initial_epoch < epochs:  # Keras' `fit` breaks when no epoch is left.
         history = fit(epochs, steps_per_epoch, initial_epoch)
     average_over_replicas(moving_statistics(candidates))
