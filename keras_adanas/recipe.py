@@ -38,7 +38,8 @@ class Recipe:
         augment: bool, whether to pad, crop and flip (and cut out).
         drop_path_keep_prob: float in (0, 1], the last cell's keep
             probability at the end of the drop-path schedule (1: none).
-        auxiliary_weight: float >= 0, the auxiliary head's loss weight.
+        auxiliary_weight: float >= 0, the auxiliary head's loss weight (0:
+            a search's candidates train without the head).
         label_smoothing: float in [0, 1).
         warmup: float in [0, 1), the fraction of each member's steps over
             which the learning rate rises linearly from 0.

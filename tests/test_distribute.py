@@ -1,5 +1,5 @@
 """Distribution: choosing a strategy, and searches under MirroredStrategy and
-MultiWorkerMirroredStrategy that match a single-device search.
+MultiWorkerMirroredStrategy that learn as a single-device search does.
 
 The searches run in subprocesses (tests/distributed_search.py): logical CPU
 devices and a multi-worker cluster must be set up before TensorFlow starts.
@@ -226,26 +226,32 @@ def test_one_mirrored_step_equals_one_single_device_step(runs):
     )[:5]
 
 
+SINGLE_DEVICE_ACCURACY = (0.88, 0.92)
+"""The test accuracy of tests/distributed_search.py's search without a
+strategy (`python tests/distributed_search.py single OUT.json`) over seeds 7,
+8 and 9 and two runs of seed 7: 0.883, 0.892, 0.911, 0.906, 0.922."""
+
+SINGLE_DEVICE_LOSSES = ((0.76, 1.10), (0.23, 0.29))
+"""The selection losses of 1@24 and of 1@48 in those single-device runs."""
+
+
 @pytest.mark.parametrize("mode", ["mirrored", "worker0"])
 @pytest.mark.slow
-def test_distributed_search_matches_single_device(runs, mode):
+def test_distributed_search_learns_as_a_single_device_one_does(runs, mode):
     """Two replicas of 32 images normalize by other batch statistics than one
     of 64, so a distributed search trains like a single-device one with
     another seed, not the same to rounding (the one-step test above pins
-    that). Both learn the digits (test accuracy 0.91 single, 0.91 over two
-    replicas; 0.88 to 0.91 over seeds 7, 8 and 9 on one device), and both
-    choose 1@48, whose selection loss (0.25 to 0.29 over those seeds) is a
-    third of 1@24's (0.76 to 0.85)."""
-    single, distributed = runs["single"], runs[mode]
-    for search in (single, distributed):
-        (losses,) = search["selection_losses"]
-        assert search["architectures"] == [TWO_WIDTHS[int(np.argmin(losses))]]
-        assert search["accuracy"] >= 0.8
-    assert distributed["architectures"] == single["architectures"] == ["1@48"]
-    np.testing.assert_allclose(
-        distributed["selection_losses"], single["selection_losses"], rtol=0.3
-    )
-    assert abs(distributed["accuracy"] - single["accuracy"]) <= 0.06
+    that). A single-device search of the same settings (not run here, to
+    keep the suite short: its figures are `SINGLE_DEVICE_*`) learns the
+    digits and chooses 1@48, whose selection loss is well under half of
+    1@24's; so must the distributed ones, within those runs' spread and a
+    margin."""
+    search = runs[mode]
+    (losses,) = search["selection_losses"]
+    assert search["architectures"] == [TWO_WIDTHS[int(np.argmin(losses))]] == ["1@48"]
+    assert losses[1] <= SINGLE_DEVICE_LOSSES[1][1] + 0.1
+    assert losses[0] >= 2 * losses[1]
+    assert search["accuracy"] >= SINGLE_DEVICE_ACCURACY[0] - 0.03
 
 
 @pytest.mark.slow

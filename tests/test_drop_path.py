@@ -115,3 +115,12 @@ def test_saved_weights_carry_the_random_state_of_the_drop_pattern(tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(restored(inputs, training=True)), expected
     )
+
+
+def test_keep_probability_one_is_the_identity_in_training():
+    """With nothing to drop, training draws no masks and counts no steps."""
+    layer = DropPath(cell_index=3, num_cells=4, keep_prob=1.0, total_steps=10, seed=0)
+    inputs = np.random.default_rng(0).normal(size=(8, 4, 4, 2)).astype("float32")
+    outputs = layer(inputs, training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(outputs), inputs)
+    assert float(keras.ops.convert_to_numpy(layer.step)) == 0.0

@@ -48,6 +48,10 @@ def test_reference_stage_shapes(nasnet_6_at_768):
     ],
 )
 def test_architecture_count_equals_built_count(architecture, num_classes, image_shape):
+    if keras.backend.backend() != "tensorflow" and architecture not in ("1@24", "3@72"):
+        # Building costs 20 s or more on JAX; the counted arithmetic is the
+        # same on every backend, which two of the builds show.
+        pytest.skip("built on TensorFlow; 1@24 and 3@72 are built on every backend")
     arch = Architecture.parse(architecture)
     model = NASNetA(arch, num_classes, image_shape)
     served = model.without_auxiliary_head()

@@ -2,7 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from keras_adanas import Distillation, Ensemble, MixtureWeights, NASNetA, load_images
+from keras_adanas import (
+    Architecture,
+    Distillation,
+    Ensemble,
+    MixtureWeights,
+    NASNetA,
+    load_images,
+)
 from keras_adanas.search import (
     Distiller,
     GroupedClippingSGD,
@@ -153,6 +160,31 @@ def test_nothing_from_earlier_members_is_computed_without_kd_and_learned_weights
     outputs = distiller(images, training=True)
     assert set(outputs) == {candidate_key(0), "candidate_0_aux"}
     assert not calls
+
+
+def test_candidates_without_an_auxiliary_head_train_without_its_loss():
+    """A recipe whose auxiliary weight is 0 builds candidates without the
+    head: the candidate's loss is its smoothed cross-entropy (plus weight
+    decay) alone, and the served member is the candidate under a new name."""
+    (candidate,) = build_candidates(["1@24"], 3, (12, 12, 3), 1, seed=2, auxiliary_head=False)
+    assert not candidate.include_auxiliary_head
+    distiller = Distiller([candidate], label_smoothing=0.1, auxiliary_weight=0.4)
+    images = np.random.default_rng(0).integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0])
+    outputs = distiller(images, training=False)
+    assert set(outputs) == {candidate_key(0), ensemble_key(0)}
+    logits = keras.ops.convert_to_numpy(outputs[candidate_key(0)]).astype("float64")
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    targets = np.full((4, 3), 0.1 / 3)
+    targets[np.arange(4), labels] += 0.9
+    expected = np.mean(-(targets * log_probs).sum(axis=1))
+    decay = sum(float(keras.ops.convert_to_numpy(loss)) for loss in candidate.losses)
+    loss = distiller.compute_loss(images, labels, outputs, training=False)
+    assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(expected + decay, rel=1e-5)
+    member = candidate.without_auxiliary_head(name="member_1")
+    assert member.name == "member_1" and member.count_params() == candidate.count_params()
+    trainable = sum(int(np.prod(w.shape)) for w in member.trainable_weights)
+    assert trainable == Architecture(1, 24).count_params(3, image_shape=(12, 12, 3))
 
 
 def test_schedule_of_an_iteration():

@@ -171,9 +171,11 @@ class NASNetA(keras.Model):
         """Returns the served subnetwork: images to logits, weights shared.
 
         Its trainable parameters are `architecture.count_params(num_classes)`.
+        A model without an auxiliary head is served as it is: itself, or
+        under `name` a functional model of the same layers.
         """
         if not self.include_auxiliary_head:
-            return self
+            return self if name is None else keras.Model(self.input, self.output, name=name)
         logits = self.get_layer(LOGITS).output
         return keras.Model(self.input, logits, name=name or f"{self.name}_served")
 

@@ -39,7 +39,8 @@ class DropPath(keras.layers.Layer):
     and scaled by `1 / keep`, where `c` is the index of the cell holding the op
     (reduction cells counted, `0..C+1`), `C` the number of normal cells, `p`
     the final keep probability of the last cell (0.6 in NASNet-A), and `step`
-    the number of training calls made so far. At inference it is the identity.
+    the number of training calls made so far. At inference it is the identity,
+    and so it is in training with `keep_prob=1` (its `step` then stays put).
 
     `step` and `total_steps` are non-trainable variables, so the schedule runs
     inside the compiled step on every backend and survives saving. The training
@@ -122,7 +123,10 @@ class DropPath(keras.layers.Layer):
         return 1.0 - progress * self.final_drop_rate
 
     def call(self, inputs, training=None):
-        if not training:
+        if not training or self.keep_prob == 1.0:
+            # With `keep_prob` 1 every mask is 1 (`floor(1 + u)` for u in
+            # [0, 1)): the layer is the identity, and skipping its ops, its
+            # draws and its counter leaves the outputs as they were.
             return inputs
         keep = self.keep_probability()
         self.step.assign(self.step + 1.0)

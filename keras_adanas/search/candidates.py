@@ -29,16 +29,19 @@ def build_candidates(
     seed,
     dtype=None,
     drop_path_keep_prob=DROP_PATH_KEEP_PROB,
+    auxiliary_head=True,
 ):
     """Builds the iteration's untrained candidates, each with a unique name,
     under the dtype policy `dtype` (None: Keras' global policy), with drop
-    path to `drop_path_keep_prob` (1: none)."""
+    path to `drop_path_keep_prob` (1: none), and with the auxiliary head
+    when `auxiliary_head` (a recipe whose auxiliary weight is 0 trains
+    without it: its loss would count for nothing)."""
     return [
         NASNetA(
             architecture,
             num_classes=num_classes,
             image_shape=image_shape,
-            include_auxiliary_head=True,
+            include_auxiliary_head=bool(auxiliary_head),
             seed=None if seed is None else candidate_seed(seed, iteration, j),
             dtype=dtype,
             drop_path_keep_prob=drop_path_keep_prob,

@@ -39,6 +39,11 @@ def auxiliary_key(index):
     return f"candidate_{index}_aux"
 
 
+def _logits(candidate, outputs):
+    """A candidate's logits among its outputs (a dict with an auxiliary head)."""
+    return outputs[LOGITS] if candidate.include_auxiliary_head else outputs
+
+
 def member_key(index):
     return f"member_{index}"
 
@@ -51,7 +56,8 @@ class Distiller(DistillerTrainerHooks, keras.Model):
     """The training model of one iteration (see the module docstring).
 
     Args:
-        candidates: list of `NASNetA` with their auxiliary heads.
+        candidates: list of `NASNetA`, with their auxiliary heads or all
+            without (then no auxiliary loss).
         members: list of the previous ensemble's frozen members (images ->
             logits), oldest first.
         previous_mixture: the previous ensemble's `MixtureWeights` (frozen),
@@ -68,7 +74,8 @@ class Distiller(DistillerTrainerHooks, keras.Model):
             training: `keras_adanas.search.mixture_fit` fits them on the
             selection data once the candidates are trained.
 
-    Call returns a dict: `candidate_j` and `candidate_j_aux` logits; in
+    Call returns a dict: `candidate_j` logits, and `candidate_j_aux` logits
+    of candidates with an auxiliary head; in
     inference, or in training when mixture weights are learned,
     `ensemble_j` logits; in inference `member_k` logits (the frozen
     members'); `teacher` logits when distilling.
@@ -152,14 +159,15 @@ class Distiller(DistillerTrainerHooks, keras.Model):
             outputs[TEACHER_KEY] = teacher_logits(self.distillation.mode, member_logits, previous)
         for j, candidate in enumerate(self.candidates):
             out = candidate(images, training=training)
-            outputs[candidate_key(j)] = out[LOGITS]
-            outputs[auxiliary_key(j)] = out[AUX_LOGITS]
+            if candidate.include_auxiliary_head:
+                outputs[auxiliary_key(j)] = out[AUX_LOGITS]
+            outputs[candidate_key(j)] = _logits(candidate, out)
             if not training or self.learns_mixture:
-                served = out[LOGITS]
+                served = outputs[candidate_key(j)]
                 if training and self.mixture_fit == "inference":
                     # The candidate as the ensemble serves it: moving batch
                     # statistics, no drop path.
-                    served = candidate(images, training=False)[LOGITS]
+                    served = _logits(candidate, candidate(images, training=False))
                 outputs[ensemble_key(j)] = self.mixtures[j](
                     [*member_logits, ops.stop_gradient(served)]
                 )
@@ -181,9 +189,10 @@ class Distiller(DistillerTrainerHooks, keras.Model):
         total = 0.0
         for j, candidate in enumerate(self.candidates):
             loss = _batch_mean(self.candidate_loss, y, y_pred[candidate_key(j)])
-            loss = loss + self.auxiliary_weight * _batch_mean(
-                self.candidate_loss, y, y_pred[auxiliary_key(j)]
-            )
+            if auxiliary_key(j) in y_pred:
+                loss = loss + self.auxiliary_weight * _batch_mean(
+                    self.candidate_loss, y, y_pred[auxiliary_key(j)]
+                )
             if self.has_teacher:
                 loss = loss + self.distillation_term(y_pred[TEACHER_KEY], y_pred[candidate_key(j)])
             if candidate.losses:
