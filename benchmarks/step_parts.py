@@ -23,6 +23,8 @@ import os
 import statistics
 import time
 
+import keras
+
 from keras_adanas.data import default_data_dir, load_images
 from keras_adanas.nasnet import AUX_LOGITS, LOGITS, NASNetA
 from keras_adanas.recipe import SHORT_RUN_RECIPE, compile_subnetwork
@@ -38,11 +40,7 @@ def compiled(architecture, build, images, labels, batch_size):
     model = NASNetA(architecture, int(labels.max()) + 1, images.shape[1:], **build)
     compile_subnetwork(model, 100_000, batch_size, recipe=SHORT_RUN_RECIPE)
     targets = {LOGITS: labels, AUX_LOGITS: labels} if model.include_auxiliary_head else labels
-    warm = (
-        {k: v[: 2 * batch_size] for k, v in targets.items()}
-        if isinstance(targets, dict)
-        else (targets[: 2 * batch_size])
-    )
+    warm = keras.tree.map_structure(lambda v: v[: 2 * batch_size], targets)
     model.fit(images[: 2 * batch_size], warm, batch_size=batch_size, verbose=0)  # compiles
     return model, targets
 
