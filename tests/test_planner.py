@@ -158,10 +158,24 @@ class FakeTraining:
     def __init__(self, clock, deadline, seconds_per_step):
         self.clock = clock
         self.deadline = deadline
+        # A float, or a callable of the steps trained so far.
         self.seconds_per_step = seconds_per_step
+        self.steps = 0
         self.calls = []
+        self.steps_per_call = []
+
+    def step_seconds(self):
+        if callable(self.seconds_per_step):
+            return self.seconds_per_step(self.steps)
+        return self.seconds_per_step
 
     def __call__(self, epochs, steps_per_epoch, initial_epoch, more_callbacks):
+        steps_before = self.steps
+        history = self.train(epochs, steps_per_epoch, initial_epoch, more_callbacks)
+        self.steps_per_call.append(self.steps - steps_before)
+        return history
+
+    def train(self, epochs, steps_per_epoch, initial_epoch, more_callbacks):
         model = types.SimpleNamespace(stop_training=False)
         callbacks = [self.deadline, *more_callbacks]
         for callback in callbacks:
@@ -169,7 +183,8 @@ class FakeTraining:
         self.calls.append((initial_epoch, epochs))
         for epoch in range(initial_epoch, epochs):
             for batch in range(steps_per_epoch):
-                self.clock.now += self.seconds_per_step
+                self.clock.now += self.step_seconds()
+                self.steps += 1
                 for callback in callbacks:
                     callback.on_train_batch_end(batch)
                 if model.stop_training:
@@ -206,6 +221,33 @@ def test_training_to_plan_ends_on_time_with_its_schedule_complete(seconds_per_st
     # Whole epochs between plans, at least 100 steps: two epochs of 50 a call.
     starts = [initial_epoch for initial_epoch, _ in training.calls]
     assert starts == list(range(0, 2 * len(starts), 2))
+
+
+def test_training_to_plan_follows_a_step_that_speeds_up_on_the_way():
+    """The calibration timed 0.1 s a step; the first 1,000 steps take 0.125 s,
+    the rest 0.08 s (a host whose load changed). Each plan uses the step
+    time of the call before it, and the calls shorten towards the end, so
+    the iteration still trains until its deadline, not to a plan made from
+    the slow steps, and its schedules end with it."""
+    clock, planner, plan = planned_after_ten_seconds(300, max_iterations=1, steps_per_epoch=50)
+    deadline = Deadline(planner.training_deadline(plan), clock)
+    training = FakeTraining(clock, deadline, lambda steps: 0.125 if steps < 1000 else 0.08)
+    lengths = []
+    _, final = train_to_plan(
+        training,
+        plan,
+        planner,
+        deadline,
+        steps_per_pass=50,
+        set_total_steps=lambda total, done: lengths.append((total, done)),
+    )
+    trained = CALIBRATION_STEPS + deadline.steps_trained
+    assert final.steps == trained == lengths[-1][0]
+    assert 0 <= planner.training_deadline(plan) - clock.now < 0.08 + 1e-9
+    # Whole epochs of 50 steps: an eighth of the plan a call, then half of
+    # what is left, down to 100 steps.
+    assert training.steps_per_call[0] == 50 * math.ceil(plan.steps / 8 / 50)
+    assert training.steps_per_call[-1] <= 100
 
 
 def test_later_iterations_share_what_is_left_and_reserve_the_measured_overhead():

@@ -4,9 +4,10 @@ A time-limited iteration (`keras_adanas.search.planner`) trains its
 `Distiller` for `CALIBRATION_STEPS` real steps (the first compiles the
 step), takes the median time of the last ones as the step time, and plans
 from it. The steps count: the schedules span them too. It then trains epoch
-by epoch (`train_to_plan`): after each, the step time measured over the
-epochs so far plans the rest anew, so that a step that runs faster or slower
-than the calibration timed still ends on time, with its schedules complete.
+by epoch (`train_to_plan`): after each call of `fit`, the step time that
+call measured plans the rest anew, and the calls shorten as the end nears,
+so that a step that runs faster or slower than the calibration timed (or
+than it ran a while ago) still ends on time, with its schedules complete.
 """
 
 import math
@@ -117,10 +118,11 @@ class _StopAfter(keras.callbacks.Callback):
 def train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps):
     """Trains a calibrated iteration to its plan, planning anew on the way.
 
-    It trains whole epochs, at least `MIN_STEPS_BETWEEN_REPLANS` steps and
-    an eighth of the plan per `fit` call; after each call, the wall time per
-    step since training began (the calls' overhead included) plans the rest
-    anew (`TimePlanner.replan`) and the schedules take the new length. A plan
+    It trains whole epochs per `fit` call: at least `MIN_STEPS_BETWEEN_REPLANS`
+    steps, at most an eighth of the plan, and at most half the steps left
+    (so that the calls shorten towards the end). After each call, the wall
+    time per step of that call (its overhead included) plans the rest anew
+    (`TimePlanner.replan`) and the schedules take the new length. A plan
     that is complete is not stretched.
 
     Args:
@@ -138,20 +140,27 @@ def train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps)
         `(history, plan)`: the last `fit`'s `History` (None when no step
         was left after the calibration) and the plan as last planned.
     """
-    started = planner.clock()
     history = None
     epoch = 0
     steps_done = CALIBRATION_STEPS
     chunk = max(MIN_STEPS_BETWEEN_REPLANS, plan.steps / REPLANS_PER_ITERATION)
-    epochs_per_call = max(1, math.ceil(chunk / steps_per_pass))
+    most_epochs_per_call = max(1, math.ceil(chunk / steps_per_pass))
+    fewest_epochs_per_call = max(1, math.ceil(MIN_STEPS_BETWEEN_REPLANS / steps_per_pass))
     while steps_done < plan.steps and planner.clock() < planner.training_deadline(plan):
         left = plan.steps - steps_done
+        epochs_this_call = min(
+            most_epochs_per_call,
+            max(fewest_epochs_per_call, math.ceil(left / 2 / steps_per_pass)),
+        )
         epochs = epoch + math.ceil(left / steps_per_pass)
-        history = fit(epochs, steps_per_pass, epoch, [_StopAfter(epochs_per_call, left)])
-        epoch += epochs_per_call
+        call_started = planner.clock()
+        steps_before = deadline.steps_trained
+        history = fit(epochs, steps_per_pass, epoch, [_StopAfter(epochs_this_call, left)])
+        epoch += epochs_this_call
         steps_done = CALIBRATION_STEPS + deadline.steps_trained
         if steps_done < plan.steps:
-            seconds_per_step = (planner.clock() - started) / max(deadline.steps_trained, 1)
+            call_steps = max(deadline.steps_trained - steps_before, 1)
+            seconds_per_step = (planner.clock() - call_started) / call_steps
             plan = planner.replan(plan, steps_done, seconds_per_step)
             set_total_steps(plan.steps, steps_done)
     return history, plan
