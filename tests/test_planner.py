@@ -196,13 +196,12 @@ class FakeTraining:
         return "history"
 
 
-@pytest.mark.parametrize("seconds_per_step", [0.08, 0.1, 0.125])
-def test_training_to_plan_ends_on_time_with_its_schedule_complete(seconds_per_step):
-    """The calibration timed 0.1 s a step; the steps take `seconds_per_step`.
-    Replanned on the way, training ends within a step of its deadline, and
-    the schedules' last length is the steps trained."""
-    clock, planner, plan = planned_after_ten_seconds(60, max_iterations=1, steps_per_epoch=50)
-    assert plan.steps == CALIBRATION_STEPS + 472
+def train_fake_to_plan(limit, seconds_per_step):
+    """Plans a first iteration of `limit` seconds on a fake clock (step timed
+    at 0.1 s, 50 steps an epoch) and trains it with `FakeTraining` at
+    `seconds_per_step`. Returns `(planner, plan, final plan, training,
+    steps trained, schedule lengths set)`."""
+    clock, planner, plan = planned_after_ten_seconds(limit, max_iterations=1, steps_per_epoch=50)
     deadline = Deadline(planner.training_deadline(plan), clock)
     training = FakeTraining(clock, deadline, seconds_per_step)
     lengths = []
@@ -215,8 +214,18 @@ def test_training_to_plan_ends_on_time_with_its_schedule_complete(seconds_per_st
         set_total_steps=lambda total, done: lengths.append((total, done)),
     )
     trained = CALIBRATION_STEPS + deadline.steps_trained
+    return planner, plan, final, training, trained, lengths
+
+
+@pytest.mark.parametrize("seconds_per_step", [0.08, 0.1, 0.125])
+def test_training_to_plan_ends_on_time_with_its_schedule_complete(seconds_per_step):
+    """The calibration timed 0.1 s a step; the steps take `seconds_per_step`.
+    Replanned on the way, training ends within a step of its deadline, and
+    the schedules' last length is the steps trained."""
+    planner, plan, final, training, trained, lengths = train_fake_to_plan(60, seconds_per_step)
+    assert plan.steps == CALIBRATION_STEPS + 472
     assert final.steps == trained == lengths[-1][0]
-    assert planner.training_deadline(plan) - clock.now < seconds_per_step + 1e-9
+    assert planner.training_deadline(plan) - training.clock.now < seconds_per_step + 1e-9
     assert trained == CALIBRATION_STEPS + int((57.2 - 10) / seconds_per_step + 1e-6)
     # Whole epochs between plans, at least 100 steps: two epochs of 50 a call.
     starts = [initial_epoch for initial_epoch, _ in training.calls]
@@ -229,21 +238,11 @@ def test_training_to_plan_follows_a_step_that_speeds_up_on_the_way():
     time of the call before it, and the calls shorten towards the end, so
     the iteration still trains until its deadline, not to a plan made from
     the slow steps, and its schedules end with it."""
-    clock, planner, plan = planned_after_ten_seconds(300, max_iterations=1, steps_per_epoch=50)
-    deadline = Deadline(planner.training_deadline(plan), clock)
-    training = FakeTraining(clock, deadline, lambda steps: 0.125 if steps < 1000 else 0.08)
-    lengths = []
-    _, final = train_to_plan(
-        training,
-        plan,
-        planner,
-        deadline,
-        steps_per_pass=50,
-        set_total_steps=lambda total, done: lengths.append((total, done)),
+    planner, plan, final, training, trained, lengths = train_fake_to_plan(
+        300, lambda steps: 0.125 if steps < 1000 else 0.08
     )
-    trained = CALIBRATION_STEPS + deadline.steps_trained
     assert final.steps == trained == lengths[-1][0]
-    assert 0 <= planner.training_deadline(plan) - clock.now < 0.08 + 1e-9
+    assert 0 <= planner.training_deadline(plan) - training.clock.now < 0.08 + 1e-9
     # Whole epochs of 50 steps: an eighth of the plan a call, then half of
     # what is left, down to 100 steps.
     assert training.steps_per_call[0] == 50 * math.ceil(plan.steps / 8 / 50)
