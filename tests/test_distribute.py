@@ -244,9 +244,9 @@ def test_distributed_search_learns_as_a_single_device_one_does(runs):
     that). A single-device search of the same settings (not run here, to
     keep the suite short: its figures are `SINGLE_DEVICE_*`) learns the
     digits and chooses 1@48, whose selection loss is well under half of
-    1@24's; so must the distributed ones, within those runs' spread and a
-    margin. (The workers' replicas run the arithmetic of MirroredStrategy's,
-    whose step the one-step test pins.)"""
+    1@24's; so must the workers' search under MultiWorkerMirroredStrategy,
+    within those runs' spread and a margin. (Its replicas run the arithmetic
+    of MirroredStrategy's, whose step the one-step test pins.)"""
     search = runs["worker0"]
     (losses,) = search["selection_losses"]
     assert search["architectures"] == [TWO_WIDTHS[int(np.argmin(losses))]] == ["1@48"]
