@@ -74,6 +74,14 @@ class IterationBackup(keras.callbacks.Callback):
         signature: a JSON-serializable dict that identifies the training
             (iteration, candidates, batch size, ...). `restore` ignores a
             backup of another training.
+        progress: None, or a callable returning a record (with `to_json`)
+            of how far the training has come beyond its epochs (a
+            time-limited iteration's steps and seconds), written with each
+            epoch's backup; settable once training starts.
+        progress_type: the class of those records, whose `from_json` raises
+            `ValueError` on a record it cannot read; with it, a backup
+            without a readable record is ignored, and `restore` sets
+            `restored_progress`.
 
     Example:
 
@@ -82,10 +90,13 @@ class IterationBackup(keras.callbacks.Callback):
     >>> model.fit(data, epochs=8, initial_epoch=initial_epoch, callbacks=[backup])
     """
 
-    def __init__(self, backup_dir, signature):
+    def __init__(self, backup_dir, signature, progress=None, progress_type=None):
         super().__init__()
         self.backup_dir = os.fspath(backup_dir)
         self.signature = signature
+        self.progress = progress
+        self.progress_type = progress_type
+        self.restored_progress = None
         self.epoch_logs = []
 
     @property
@@ -113,6 +124,11 @@ class IterationBackup(keras.callbacks.Callback):
             or record["epoch"] < 1
         ):
             return None
+        if self.progress_type is not None:
+            try:
+                self.progress_type.from_json(record.get("progress"))
+            except (ValueError, TypeError, KeyError):
+                return None
         return record
 
     def restore(self, model):
@@ -124,6 +140,7 @@ class IterationBackup(keras.callbacks.Callback):
             The number of epochs the backup has finished (0 without one).
         """
         record = self.read()
+        self.restored_progress = None
         if record is None:
             self.delete()
             self.epoch_logs = []
@@ -132,6 +149,8 @@ class IterationBackup(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         _load_state(model, os.path.join(self.backup_dir, record["weights"]))
         self.epoch_logs = list(record["epoch_logs"])
+        if self.progress_type is not None:
+            self.restored_progress = self.progress_type.from_json(record["progress"])
         return int(record["epoch"])
 
     def on_epoch_end(self, epoch, logs=None):
@@ -149,6 +168,8 @@ class IterationBackup(keras.callbacks.Callback):
             "weights": weights,
             "epoch_logs": self.epoch_logs,
         }
+        if self.progress is not None:
+            record["progress"] = self.progress().to_json()
         write_json_atomically(record, self._record_path)
         for old in os.listdir(self.backup_dir):
             if old != weights and fnmatch.fnmatchcase(old, WEIGHTS_PATTERN):

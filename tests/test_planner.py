@@ -2,7 +2,9 @@
 arithmetic on a fake clock, the schedule whose length is set mid-training,
 and a time-limited search end to end."""
 
+import json
 import math
+import shutil
 import types
 
 import keras
@@ -10,13 +12,16 @@ import numpy as np
 import pytest
 
 from keras_adanas import AdaNASClassifier
-from keras_adanas.search.calibration import Deadline, train_to_plan
+from keras_adanas.backup import IterationBackup
+from keras_adanas.io_utils import read_json, write_json_atomically
+from keras_adanas.search.calibration import Deadline, TimedProgress, train_to_plan
 from keras_adanas.search.planner import (
     CALIBRATION_STEPS,
     MIN_EPOCHS_PER_MEMBER,
     SAFETY_FRACTION,
     SELECTION_COMPILE_COST,
     SELECTION_COST,
+    IterationPlan,
     TimePlanner,
     parse_time_limit,
 )
@@ -211,7 +216,7 @@ def train_fake_to_plan(limit, seconds_per_step):
         planner,
         deadline,
         steps_per_pass=50,
-        set_total_steps=lambda total, done: lengths.append((total, done)),
+        on_plan=lambda plan, done: lengths.append((plan.steps, done)),
     )
     trained = CALIBRATION_STEPS + deadline.steps_trained
     return planner, plan, final, training, trained, lengths
@@ -303,6 +308,75 @@ def test_a_resumed_search_counts_what_its_earlier_runs_spent():
     assert first.can_start_iteration()
 
 
+def test_an_iteration_resumed_from_its_backup_keeps_its_share_and_its_count():
+    """Planned at 10 s (0.1 s a step, three iterations of 194 s), backed up
+    after 100 s and 908 steps, the iteration resumes in a new process: its
+    100 s count against the limit, its share and its count of iterations
+    stand, and its steps are those done plus what its share leaves after the
+    3 s the new process took to restore it."""
+    clock, planner, first = planned_after_ten_seconds(600, max_iterations=3)
+    assert first.planned_iterations == 3 and first.overhead_seconds == 10
+    assert first.seconds == pytest.approx(SAFETY_FRACTION * 600 / 3)
+    reserve = first.reserved_seconds
+
+    clock = FakeClock()  # the new process's clock
+    resumed = TimePlanner(600, max_iterations=3, clock=clock)
+    resumed.begin_iteration()
+    clock.now += 3
+    resumed.resume_iteration(seconds=100, planned_iterations=first.planned_iterations)
+    assert resumed.remaining() == pytest.approx(SAFETY_FRACTION * 600 - 100 - 3)
+    plan = resumed.plan(
+        seconds_per_step=0.1,
+        steps_per_epoch=100,
+        selection_steps=20,
+        steps_done=908,
+        overhead_seconds=first.overhead_seconds,
+    )
+    assert plan.seconds == pytest.approx(first.seconds)
+    assert plan.planned_iterations == 3
+    assert plan.steps == 908 + int((first.seconds - 103 - reserve) / 0.1 + 1e-6)
+    assert plan.steps == first.steps - 30
+    assert resumed.training_deadline(plan) == pytest.approx(
+        clock.now + first.seconds - 103 - reserve
+    )
+    # What a later iteration must find left: the overhead, not the 103 s.
+    assert resumed.fixed_seconds == pytest.approx(10 + reserve)
+
+
+def test_a_time_limited_backup_is_read_only_with_its_progress(tmp_path):
+    """`TimedProgress` survives its JSON; a time-limited iteration ignores
+    a backup whose progress record is missing or wrong."""
+    plan = IterationPlan(
+        seconds=194.0,
+        seconds_per_step=0.1,
+        reserved_seconds=1.0,
+        steps=1838,
+        planned_iterations=3,
+        replanned_seconds_per_step=0.12,
+        overhead_seconds=10.0,
+    )
+    progress = TimedProgress(steps=908, seconds=100.0, compile_seconds=4.0, plan=plan)
+    assert TimedProgress.from_json(json.loads(json.dumps(progress.to_json()))) == progress
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((4, 2), "float32"), np.zeros((4, 1), "float32")
+    folder = tmp_path / "backup"
+    writer = IterationBackup(folder, {"iteration": 1}, progress=lambda: progress)
+    model.fit(x, y, epochs=1, callbacks=[writer], verbose=0)
+    reader = IterationBackup(folder, {"iteration": 1}, progress_type=TimedProgress)
+    assert reader.read() is not None
+    assert reader.restore(model) == 1 and reader.restored_progress == progress
+    record = read_json(folder / "backup.json")
+    for wrong in (None, {**record["progress"], "steps": -1}, {"steps": 908}):
+        if wrong is None:
+            del record["progress"]
+        else:
+            record["progress"] = wrong
+        write_json_atomically(record, folder / "backup.json")
+        assert reader.read() is None
+
+
 def expected_cosine(step, total, rate=0.1, warmup=0.0):
     warm = math.floor(warmup * total)
     if step < warm:
@@ -388,3 +462,76 @@ def test_a_time_limited_search_records_its_plan(cifar10):
     )
     assert clf.predict(images).shape == (64,)
     assert set(clf.predict(images)) <= set(np.unique(labels))
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptInSecondEpoch(keras.callbacks.Callback):
+    """Stops the process's search (as a Ctrl-C would) as the training's
+    second epoch begins, once the first epoch's backup is written."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch >= 1:
+            raise Interrupted
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="JAX's CPU compile of the step outlasts the limit here (the backup "
+    "itself is NumPy, the same on every backend)",
+)
+def test_a_time_limited_search_resumes_its_iteration_from_a_backup(cifar10, tmp_path, capsys):
+    """Interrupted in its first iteration, a time-limited search resumed in
+    the same directory restores the iteration's last epoch backup: its steps
+    and seconds go on from there (the new process times its step again,
+    those steps counting too) instead of training anew; and a backup whose
+    plan was complete goes straight on to the selection."""
+    arguments = {
+        "architecture": "1@24",
+        "max_iterations": 1,
+        "time_limit": "45s",
+        "batch_size": 16,
+        "seed": 0,
+        "directory": tmp_path / "project",
+        "verbose": 1,
+    }
+    images, labels = cifar10["x_train"][:64], cifar10["y_train"][:64]
+    with pytest.raises(Interrupted):
+        AdaNASClassifier(**arguments).fit(images, labels, callbacks=[InterruptInSecondEpoch()])
+    record = read_json(tmp_path / "project" / "backup" / "backup.json")
+    progress = TimedProgress.from_json(record["progress"])
+    assert record["epoch"] == 1
+    assert progress.steps == CALIBRATION_STEPS + 64 // 16
+    assert progress.seconds > 0 and progress.plan.steps > progress.steps
+    # The same backup, as though its plan had ended with the first epoch.
+    shutil.copytree(tmp_path / "project", tmp_path / "complete")
+    record["progress"]["plan"]["steps"] = progress.steps
+    write_json_atomically(record, tmp_path / "complete" / "backup" / "backup.json")
+    capsys.readouterr()
+
+    clf = AdaNASClassifier(**arguments).fit(images, labels)
+    assert (
+        f"Iteration 1: restored the backup after {progress.steps} of {progress.plan.steps} "
+        "planned steps"
+    ) in capsys.readouterr().out
+    (history,) = clf.history_
+    assert history["resumed_after_epoch"] == 1
+    assert history["steps"] >= progress.steps + CALIBRATION_STEPS
+    assert history["plan"]["planned_iterations"] == 1
+    assert history["seconds"] > progress.seconds
+    assert not (tmp_path / "project" / "backup").exists()
+    assert clf.predict(images).shape == (64,)
+
+    done = AdaNASClassifier(**{**arguments, "directory": tmp_path / "complete"}).fit(images, labels)
+    (history,) = done.history_
+    assert history["steps"] == history["plan"]["steps"] == progress.steps
+    assert history["images_per_second"] is None  # no step trained
+    assert history["resumed_after_epoch"] == 1
+    assert history["seconds"] > progress.seconds
+    assert not (tmp_path / "complete" / "backup").exists()

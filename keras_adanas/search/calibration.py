@@ -8,15 +8,103 @@ by epoch (`train_to_plan`): after each call of `fit`, the step time that
 call measured plans the rest anew, and the calls shorten as the end nears,
 so that a step that runs faster or slower than the calibration timed (or
 than it ran a while ago) still ends on time, with its schedules complete.
+Each epoch's backup records its `TimedProgress`, from which a resumed
+search plans the rest of the iteration.
 """
 
+import dataclasses
 import math
 import statistics
 import time
 
 import keras
 
-from keras_adanas.search.planner import CALIBRATION_STEPS, TIMED_CALIBRATION_STEPS
+from keras_adanas.search.planner import (
+    CALIBRATION_STEPS,
+    TIMED_CALIBRATION_STEPS,
+    IterationPlan,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimedProgress:
+    """How far a time-limited iteration had come when it was backed up.
+
+    Attributes:
+        steps: int, training steps trained, the calibration's included.
+        seconds: float, the iteration's wall time until then.
+        compile_seconds: float, what compiling its training step took.
+        plan: the `IterationPlan` as it stood.
+
+    Example:
+
+    >>> TimedProgress.from_json(progress.to_json()) == progress
+    True
+    """
+
+    steps: int
+    seconds: float
+    compile_seconds: float
+    plan: IterationPlan
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, record):
+        """The record `to_json` wrote.
+
+        Raises:
+            ValueError: when `record` is not one.
+        """
+        if not isinstance(record, dict) or set(record) != {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError(f"Not a time-limited iteration's progress: {record!r}")
+        plan = record["plan"]
+        numbers = [record["steps"], record["seconds"], record["compile_seconds"]]
+        if not isinstance(plan, dict):
+            raise ValueError(f"Not an iteration plan: {plan!r}")
+        numbers += [plan.get(f.name) for f in dataclasses.fields(IterationPlan)]
+        if any(
+            isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0
+            for n in numbers
+            if n is not None
+        ):
+            raise ValueError(f"Not a time-limited iteration's progress: {record!r}")
+        return cls(
+            steps=int(record["steps"]),
+            seconds=float(record["seconds"]),
+            compile_seconds=float(record["compile_seconds"]),
+            plan=IterationPlan(**plan),
+        )
+
+
+class PlannedProgress:
+    """A time-limited iteration's training as it goes: its plan as it stands
+    and the steps trained, for its epoch backups.
+
+    Args:
+        planner: the `TimePlanner` (its clock and the iteration's start).
+        plan: the `IterationPlan`; replaced as the training plans anew.
+        deadline: the `Deadline` callback, which counts the steps trained.
+        steps_before: int, steps trained before `deadline` started counting.
+        compile_seconds: float, what compiling the training step took.
+    """
+
+    def __init__(self, planner, plan, deadline, steps_before, compile_seconds):
+        self.planner = planner
+        self.plan = plan
+        self.deadline = deadline
+        self.steps_before = int(steps_before)
+        self.compile_seconds = float(compile_seconds)
+
+    def record(self):
+        """The `TimedProgress` now."""
+        return TimedProgress(
+            steps=self.steps_before + self.deadline.steps_trained,
+            seconds=self.planner.clock() - self.planner.iteration_started,
+            compile_seconds=self.compile_seconds,
+            plan=self.plan,
+        )
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -115,7 +203,16 @@ class _StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps):
+def train_to_plan(
+    fit,
+    plan,
+    planner,
+    deadline,
+    steps_per_pass,
+    on_plan,
+    initial_epoch=0,
+    steps_done=CALIBRATION_STEPS,
+):
     """Trains a calibrated iteration to its plan, planning anew on the way.
 
     It trains whole epochs per `fit` call: at least `MIN_STEPS_BETWEEN_REPLANS`
@@ -133,16 +230,19 @@ def train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps)
         planner: the `TimePlanner`.
         deadline: the `Deadline` callback, which counts the steps trained.
         steps_per_pass: int, steps of one pass over the data.
-        set_total_steps: callable `(total_steps, steps_done)` setting the
-            schedules' length.
+        on_plan: callable `(plan, steps_done)` called with each new plan;
+            it sets the schedules' length.
+        initial_epoch: int, epochs trained before (by a run backed up).
+        steps_done: int, steps trained before `deadline` started counting
+            (the calibration's, and a backed-up run's).
 
     Returns:
         `(history, plan)`: the last `fit`'s `History` (None when no step
-        was left after the calibration) and the plan as last planned.
+        was left) and the plan as last planned.
     """
     history = None
-    epoch = 0
-    steps_done = CALIBRATION_STEPS
+    epoch = int(initial_epoch)
+    steps_before = int(steps_done)
     chunk = max(MIN_STEPS_BETWEEN_REPLANS, plan.steps / REPLANS_PER_ITERATION)
     most_epochs_per_call = max(1, math.ceil(chunk / steps_per_pass))
     fewest_epochs_per_call = max(1, math.ceil(MIN_STEPS_BETWEEN_REPLANS / steps_per_pass))
@@ -154,13 +254,13 @@ def train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps)
         )
         epochs = epoch + math.ceil(left / steps_per_pass)
         call_started = planner.clock()
-        steps_before = deadline.steps_trained
+        trained_before = deadline.steps_trained
         history = fit(epochs, steps_per_pass, epoch, [_StopAfter(epochs_this_call, left)])
         epoch += epochs_this_call
-        steps_done = CALIBRATION_STEPS + deadline.steps_trained
+        steps_done = steps_before + deadline.steps_trained
         if steps_done < plan.steps:
-            call_steps = max(deadline.steps_trained - steps_before, 1)
+            call_steps = max(deadline.steps_trained - trained_before, 1)
             seconds_per_step = (planner.clock() - call_started) / call_steps
             plan = planner.replan(plan, steps_done, seconds_per_step)
-            set_total_steps(plan.steps, steps_done)
+            on_plan(plan, steps_done)
     return history, plan

@@ -21,7 +21,13 @@ from keras_adanas.nasnet import (
     synchronized_batch_norm,
 )
 from keras_adanas.recipe import MOMENTUM, learning_rate_schedule, scaled_learning_rate
-from keras_adanas.search.calibration import Deadline, calibrate, train_to_plan
+from keras_adanas.search.calibration import (
+    Deadline,
+    PlannedProgress,
+    TimedProgress,
+    calibrate,
+    train_to_plan,
+)
 from keras_adanas.search.callbacks import ThroughputTimer
 from keras_adanas.search.distiller import Distiller, candidate_key
 from keras_adanas.search.optimizer import GroupedClippingSGD
@@ -45,7 +51,9 @@ class TrainedIteration:
         initial_epoch: int, epochs restored from a backup (0 if none).
         images_per_second: float or None (`ThroughputTimer`).
         started: float, `time.perf_counter()` when the iteration's training
-            model was built (its compilation and calibration count).
+            model was built (its compilation and calibration count); of a
+            time-limited iteration resumed from a backup, earlier by the
+            seconds it had spent until then.
         plan: the `IterationPlan` of a time-limited search, or None.
     """
 
@@ -94,8 +102,10 @@ def train_candidates(
     (a `TimePlanner`): the iteration times its step (`calibrate`), and
     trains as many steps as the planner's `IterationPlan` gives it
     (`selection_steps`: inference batches of its selection); its
-    `config`'s epochs or steps are only the first guess, and it keeps no
-    epoch backup (an interrupted iteration plans anew when resumed).
+    `config`'s epochs or steps are only the first guess. Its epoch backups
+    record its `TimedProgress`: resumed, it restores the last, counts the
+    seconds spent until then against the limit, and plans the rest of its
+    steps anew from the step time last measured.
 
     Returns:
         A `TrainedIteration`.
@@ -140,42 +150,13 @@ def train_candidates(
     synchronized = config.synchronizes_batch_norm(replicas_in_sync())
     callbacks = list(callbacks or [])
     plan = calibration_logs = deadline = None
-    if planner is not None:
-        learning_rate.attach(getattr(optimizer, "inner_optimizer", optimizer))
-        calibration_data = train_data.training_dataset(
-            config.batch_size,
-            augment=config.recipe.augment,
-            cutout_size=config.recipe.cutout_size(train_data.image_shape),
-            epochs=None,  # repeated: the calibration may outlast one pass
-            steps_per_epoch=CALIBRATION_STEPS,
-            seed=seed,
-        )
-        with expected_traces(), synchronized_batch_norm(candidates, synchronized):
-            seconds_per_step, compile_seconds, calibration_logs = calibrate(
-                distiller, calibration_data
-            )
-        steps_per_pass = math.ceil(len(train_data) / config.batch_size)
-        plan = planner.plan(
-            seconds_per_step, steps_per_pass, selection_steps, compile_seconds=compile_seconds
-        )
-
-        def set_total_steps(total_steps, steps_done):
-            learning_rate.set_total_steps(total_steps)
-            for candidate in candidates:
-                set_drop_path_schedule(candidate, total_steps, step=steps_done)
-
-        set_total_steps(plan.steps, CALIBRATION_STEPS)
-        deadline = Deadline(planner.training_deadline(plan), planner.clock)
-        callbacks.append(deadline)
     backup = None
     initial_epoch = 0
-    if backup_dir is not None and planner is None:
+    if backup_dir is not None:
         signature = {
             "iteration": iteration,
             "candidates": [str(c.architecture) for c in candidates],
             "batch_size": config.batch_size,
-            "epochs": epochs,
-            "steps_per_epoch": steps_per_epoch,
             "seed": seed,
             # The ensemble it trains against: another search's backup of the
             # same iteration is not this one's.
@@ -183,7 +164,76 @@ def train_candidates(
                 [*members, *([previous_mixture] if previous_mixture is not None else [])]
             ),
         }
-        backup = IterationBackup(backup_dir, signature)
+        if planner is None:
+            signature.update(epochs=epochs, steps_per_epoch=steps_per_epoch)
+        else:
+            signature["time_limited"] = True
+        backup = IterationBackup(
+            backup_dir, signature, progress_type=None if planner is None else TimedProgress
+        )
+    if planner is not None:
+        learning_rate.attach(getattr(optimizer, "inner_optimizer", optimizer))
+        # Restored after `attach`: the schedule's length is optimizer state.
+        initial_epoch = backup.restore(distiller) if backup else 0
+        resumed = backup.restored_progress if initial_epoch else None
+        steps_per_pass = math.ceil(len(train_data) / config.batch_size)
+        steps_before = CALIBRATION_STEPS
+        if resumed is not None:
+            # Its seconds so far count, and its number of iterations stands.
+            planner.resume_iteration(resumed.seconds, resumed.plan.planned_iterations)
+            started -= resumed.seconds
+            steps_before += resumed.steps
+            if verbose:
+                print(
+                    f"Iteration {iteration}: restored the backup after {resumed.steps} of "
+                    f"{resumed.plan.steps} planned steps ({resumed.seconds:.0f}s spent).",
+                    flush=True,
+                )
+        complete = resumed is not None and resumed.steps >= resumed.plan.steps
+        if complete:
+            # Its plan was complete: straight on to the selection.
+            steps_before = resumed.steps
+            compile_seconds = resumed.compile_seconds
+            seconds_per_step = resumed.plan.replanned_seconds_per_step
+            seconds_per_step = seconds_per_step or resumed.plan.seconds_per_step
+        else:
+            # (Resumed, the calibration's steps go on along the restored schedules.)
+            calibration_data = train_data.training_dataset(
+                config.batch_size,
+                augment=config.recipe.augment,
+                cutout_size=config.recipe.cutout_size(train_data.image_shape),
+                epochs=None,  # repeated: the calibration may outlast one pass
+                steps_per_epoch=CALIBRATION_STEPS,
+                seed=seed,
+            )
+            with expected_traces(), synchronized_batch_norm(candidates, synchronized):
+                seconds_per_step, compile_seconds, calibration_logs = calibrate(
+                    distiller, calibration_data
+                )
+        plan = planner.plan(
+            seconds_per_step,
+            steps_per_pass,
+            selection_steps,
+            compile_seconds=compile_seconds,
+            steps_done=steps_before,
+            overhead_seconds=None if resumed is None else resumed.plan.overhead_seconds,
+        )
+        if complete:
+            plan = dataclasses.replace(plan, steps=steps_before)
+        deadline = Deadline(planner.training_deadline(plan), planner.clock)
+        callbacks.append(deadline)
+        progress = PlannedProgress(planner, plan, deadline, steps_before, compile_seconds)
+        if backup:
+            backup.progress = progress.record
+
+        def on_plan(new_plan, steps_done):
+            progress.plan = new_plan
+            learning_rate.set_total_steps(new_plan.steps)
+            for candidate in candidates:
+                set_drop_path_schedule(candidate, new_plan.steps, step=steps_done)
+
+        on_plan(plan, steps_before)
+    elif backup:
         initial_epoch = backup.restore(distiller)
         if initial_epoch and verbose:
             print(
@@ -215,20 +265,29 @@ def train_candidates(
             )
 
     if plan is not None:
-        history, plan = train_to_plan(fit, plan, planner, deadline, steps_per_pass, set_total_steps)
+        history, plan = train_to_plan(
+            fit,
+            plan,
+            planner,
+            deadline,
+            steps_per_pass,
+            on_plan,
+            initial_epoch=initial_epoch,
+            steps_done=steps_before,
+        )
     elif initial_epoch < epochs:  # Keras' `fit` breaks when no epoch is left.
         history = fit(epochs, steps_per_epoch, initial_epoch)
     average_over_replicas(moving_statistics(candidates))
     if config.recipe.recompute_batch_statistics:
         for candidate in candidates:
             recompute_batch_statistics(candidate, train_data.images)
-    if backup:
+    if backup and backup.epoch_logs:
         epoch_logs = backup.epoch_logs
     else:
         epoch_logs = _epoch_logs(history.history) if history else [calibration_logs]
     if deadline is not None:
         # What happened against the plan: fewer steps when the deadline cut in.
-        total_steps = CALIBRATION_STEPS + deadline.steps_trained
+        total_steps = steps_before + deadline.steps_trained
     return TrainedIteration(
         distiller=distiller,
         train_losses=[

@@ -103,6 +103,9 @@ class IterationPlan:
         replanned_seconds_per_step: float or None, the step time measured
             over the epochs trained when the rest was last planned anew
             (`TimePlanner.replan`, after each epoch).
+        overhead_seconds: float, what the iteration spent before its first
+            plan (building, compiling and timing its step): with the
+            reserve, what a later iteration needs on top of its steps.
     """
 
     seconds: float
@@ -111,6 +114,7 @@ class IterationPlan:
     steps: int
     planned_iterations: int
     replanned_seconds_per_step: float | None = None
+    overhead_seconds: float = 0.0
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -174,6 +178,22 @@ class TimePlanner:
         """Marks an iteration's start (its share counts from here)."""
         self.iteration_started = self.clock()
 
+    def resume_iteration(self, seconds, planned_iterations):
+        """Goes on with an iteration an earlier run began and backed up.
+
+        The `seconds` it had spent count against the limit and towards the
+        iteration's share, as though this run had spent them; the number
+        of iterations that run planned stands.
+
+        Args:
+            seconds: float, the iteration's wall time at its backup.
+            planned_iterations: int, the iterations planned in all (an
+                `IterationPlan`'s `planned_iterations`).
+        """
+        self.deadline -= float(seconds)
+        self.iteration_started -= float(seconds)
+        self.planned_iterations = max(int(planned_iterations) - self.iterations_before, 1)
+
     def plan(
         self,
         seconds_per_step,
@@ -181,6 +201,8 @@ class TimePlanner:
         selection_steps,
         elapsed_seconds=None,
         compile_seconds=0.0,
+        steps_done=CALIBRATION_STEPS,
+        overhead_seconds=None,
     ):
         """The `IterationPlan` of the iteration under way, once its step is timed.
 
@@ -195,35 +217,43 @@ class TimePlanner:
                 the selection's own compiling is expected to take
                 `SELECTION_COMPILE_COST` of it, until an iteration has
                 measured its overhead.
+            steps_done: int, steps the iteration has trained (its
+                calibration's; more when resumed from a backup).
+            overhead_seconds: float, of `elapsed_seconds`, what went to
+                building, compiling and timing (None: all of it; less when
+                resumed, the rest having trained).
 
         Returns:
             An `IterationPlan`.
         """
         if elapsed_seconds is None:
             elapsed_seconds = self.clock() - self.iteration_started
+        if overhead_seconds is None:
+            overhead_seconds = elapsed_seconds
         now_left = self.remaining()
         reserve = self.selection_seconds(seconds_per_step, selection_steps, compile_seconds)
         if self.planned_iterations is None:
             member_seconds = (
                 MIN_EPOCHS_PER_MEMBER * steps_per_epoch * seconds_per_step
                 + reserve
-                + elapsed_seconds
+                + overhead_seconds
             )
             affordable = int((now_left + elapsed_seconds) // max(member_seconds, 1e-9))
             self.planned_iterations = min(max(affordable, 1), self.max_iterations)
         iterations_left = max(self.planned_iterations - self.iterations_done, 1)
         share = (now_left + elapsed_seconds) / iterations_left
         training_left = share - elapsed_seconds - reserve
-        self.fixed_seconds = elapsed_seconds + reserve
+        self.fixed_seconds = overhead_seconds + reserve
         # (the small term: 105.4 s at 0.1 s a step are 1054 steps, not 1053)
         affordable_steps = math.floor(training_left / max(seconds_per_step, 1e-9) + 1e-6)
-        steps = CALIBRATION_STEPS + max(affordable_steps, 0)
+        steps = int(steps_done) + max(affordable_steps, 0)
         return IterationPlan(
             seconds=share,
             seconds_per_step=float(seconds_per_step),
             reserved_seconds=reserve,
             steps=steps,
             planned_iterations=self.iterations_before + self.planned_iterations,
+            overhead_seconds=float(overhead_seconds),
         )
 
     def replan(self, plan, steps_done, seconds_per_step):

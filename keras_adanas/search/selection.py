@@ -31,7 +31,9 @@ class IterationResult:
         steps: int, training steps of the iteration.
         batch_size: int, the batch size it trained with.
         initial_epoch: int, epochs restored from a backup (0 if none).
-        seconds: float, wall time of training and selection in this run.
+        seconds: float, wall time of training and selection in this run
+            (of a time-limited iteration resumed from a backup, with the
+            seconds it had spent until then).
         images_per_second: float or None, steady-state training throughput
             (images of the shared batches per second, after the first,
             compiling batch); None when this run trained no batch.

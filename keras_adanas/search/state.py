@@ -64,7 +64,9 @@ class IterationRecord:
             planned, in a time-limited search).
         batch_size: int, the batch size it trained with.
         resumed_after_epoch: int, epochs restored from a backup (0 if none).
-        seconds: float, wall time of training and selection in this run.
+        seconds: float, wall time of training and selection in this run
+            (of a time-limited iteration resumed from a backup, with the
+            seconds it had spent until then).
         images_per_second: float or None, steady-state training throughput.
         plan: dict or None, the `IterationPlan` (as JSON) of a time-limited
             search: the seconds it was given, the measured step time, the
