@@ -368,7 +368,8 @@ def test_a_time_limited_backup_is_read_only_with_its_progress(tmp_path):
     assert reader.read() is not None
     assert reader.restore(model) == 1 and reader.restored_progress == progress
     record = read_json(folder / "backup.json")
-    for wrong in (None, {**record["progress"], "steps": -1}, {"steps": 908}):
+    unknown = {**record["progress"], "plan": {**record["progress"]["plan"], "epochs": 3}}
+    for wrong in (None, {**record["progress"], "steps": -1}, {"steps": 908}, unknown):
         if wrong is None:
             del record["progress"]
         else:

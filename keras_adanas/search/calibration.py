@@ -70,11 +70,15 @@ class TimedProgress:
             if n is not None
         ):
             raise ValueError(f"Not a time-limited iteration's progress: {record!r}")
+        try:
+            plan = IterationPlan(**plan)
+        except TypeError as error:  # a field missing or unknown
+            raise ValueError(f"Not an iteration plan: {record['plan']!r}") from error
         return cls(
             steps=int(record["steps"]),
             seconds=float(record["seconds"]),
             compile_seconds=float(record["compile_seconds"]),
-            plan=IterationPlan(**plan),
+            plan=plan,
         )
 
 
