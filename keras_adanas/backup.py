@@ -127,7 +127,7 @@ class IterationBackup(keras.callbacks.Callback):
         if self.progress_type is not None:
             try:
                 self.progress_type.from_json(record.get("progress"))
-            except (ValueError, TypeError, KeyError):
+            except ValueError:
                 return None
         return record
 

@@ -177,22 +177,23 @@ def train_candidates(
         initial_epoch = backup.restore(distiller) if backup else 0
         resumed = backup.restored_progress if initial_epoch else None
         steps_per_pass = math.ceil(len(train_data) / config.batch_size)
-        steps_before = CALIBRATION_STEPS
+        complete = resumed is not None and resumed.steps >= resumed.plan.steps
+        # A complete plan goes straight on to the selection; any other
+        # training times its step first, those steps counting too.
+        steps_before = (0 if resumed is None else resumed.steps) + (
+            0 if complete else CALIBRATION_STEPS
+        )
         if resumed is not None:
             # Its seconds so far count, and its number of iterations stands.
             planner.resume_iteration(resumed.seconds, resumed.plan.planned_iterations)
             started -= resumed.seconds
-            steps_before += resumed.steps
             if verbose:
                 print(
                     f"Iteration {iteration}: restored the backup after {resumed.steps} of "
                     f"{resumed.plan.steps} planned steps ({resumed.seconds:.0f}s spent).",
                     flush=True,
                 )
-        complete = resumed is not None and resumed.steps >= resumed.plan.steps
         if complete:
-            # Its plan was complete: straight on to the selection.
-            steps_before = resumed.steps
             compile_seconds = resumed.compile_seconds
             seconds_per_step = resumed.plan.replanned_seconds_per_step
             seconds_per_step = seconds_per_step or resumed.plan.seconds_per_step
