@@ -98,6 +98,7 @@ def main():
             train.num_classes,
             train.image_shape,
             drop_path_keep_prob=recipe.drop_path_keep_prob,
+            weight_decay=recipe.weight_decay,
             seed=seed,
         )
         compile_subnetwork(

@@ -76,15 +76,17 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
             images, `keras_adanas.recipe.recipe_for`) or `"paper"` (the
             paper's recipe exactly, as every paper preset).
         learning_rate, augment, cutout_size, drop_path_keep_prob,
-            auxiliary_weight, label_smoothing, warmup, recompute_statistics:
-            the recipe's knobs, each None for the recipe's value: the
-            learning rate at batch 32 (scaled with `batch_size`); whether to
-            pad, crop, flip and cut out (`keras_adanas.data.CIFARAugmentation`);
-            the cutout's side in pixels (0: none); the drop-path keep
-            probability (1: none); the auxiliary loss weight; the label
-            smoothing; the fraction of each member's steps of learning-rate
-            warm-up; whether batch-norm statistics are recomputed on the
-            training images after each member trains.
+            auxiliary_weight, label_smoothing, weight_decay, warmup,
+            recompute_statistics: the recipe's knobs, each None for the
+            recipe's value: the learning rate at batch 32 (scaled with
+            `batch_size`); whether to pad, crop, flip and cut out
+            (`keras_adanas.data.CIFARAugmentation`); the cutout's side in
+            pixels (0: none); the drop-path keep probability (1: none); the
+            auxiliary loss weight; the label smoothing; the kernels' L2 decay
+            `d` (the reference's `d * sum(w**2) / 2`); the fraction of each
+            member's steps of learning-rate warm-up; whether batch-norm
+            statistics are recomputed on the training images after each
+            member trains.
         directory: a project directory, or None. The search records its
             arguments there, backs up the iteration in progress after every
             epoch and writes each finished iteration; fitting again with the
@@ -145,6 +147,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         drop_path_keep_prob=None,
         auxiliary_weight=None,
         label_smoothing=None,
+        weight_decay=None,
         warmup=None,
         recompute_statistics=None,
         directory=None,
@@ -178,6 +181,7 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
         self.drop_path_keep_prob = drop_path_keep_prob
         self.auxiliary_weight = auxiliary_weight
         self.label_smoothing = label_smoothing
+        self.weight_decay = weight_decay
         self.warmup = warmup
         self.recompute_statistics = recompute_statistics
         self.directory = directory

@@ -62,6 +62,7 @@ _CLASSIFIER_FLAGS = [
     ("drop_path_keep_prob", float, "drop-path keep probability, 1 for none"),
     ("auxiliary_weight", float, "the auxiliary head's loss weight"),
     ("label_smoothing", float, "label smoothing"),
+    ("weight_decay", float, "the kernels' L2 decay (default: the recipe's)"),
     ("warmup", float, "fraction of each member's steps of learning-rate warm-up"),
     ("strategy", str, "'auto', 'default', 'mirrored' or 'multi_worker' (TF_CONFIG)"),
     (

@@ -14,7 +14,7 @@ import math
 import keras
 
 from keras_adanas.nasnet import AUX_LOGITS, LOGITS, NASNetA, set_drop_path_schedule
-from keras_adanas.nasnet.ops import DROP_PATH_KEEP_PROB
+from keras_adanas.nasnet.ops import DROP_PATH_KEEP_PROB, WEIGHT_DECAY
 
 BASE_LEARNING_RATE = 0.025
 BASE_BATCH_SIZE = 32
@@ -41,6 +41,8 @@ class Recipe:
         auxiliary_weight: float >= 0, the auxiliary head's loss weight (0:
             a search's candidates train without the head).
         label_smoothing: float in [0, 1).
+        weight_decay: float >= 0, the L2 decay `d` of every kernel, the
+            reference's `d * sum(w**2) / 2` (`NASNetA(weight_decay=...)`).
         warmup: float in [0, 1), the fraction of each member's steps over
             which the learning rate rises linearly from 0.
         recompute_batch_statistics: bool, whether each member's batch-norm
@@ -65,6 +67,7 @@ class Recipe:
     drop_path_keep_prob: float = DROP_PATH_KEEP_PROB
     auxiliary_weight: float = AUXILIARY_LOSS_WEIGHT
     label_smoothing: float = LABEL_SMOOTHING
+    weight_decay: float = WEIGHT_DECAY
     warmup: float = 0.0
     recompute_batch_statistics: bool = False
     mixture_fit: str = "training"
@@ -245,6 +248,7 @@ SHORT_RUN_RECIPE = Recipe(
     drop_path_keep_prob=1.0,
     auxiliary_weight=0.0,
     label_smoothing=0.0,
+    weight_decay=1e-3,
     recompute_batch_statistics=True,
     mixture_fit="refit",
 )
@@ -256,6 +260,7 @@ _INTERPOLATED = (
     "drop_path_keep_prob",
     "auxiliary_weight",
     "label_smoothing",
+    "weight_decay",
 )
 
 
@@ -281,15 +286,17 @@ def recipe_for(epochs_per_member, image_shape):
     """The recipe fitted to how long each member trains, and to the images.
 
     Members of up to `SHORT_RUN_EPOCHS` epochs take `SHORT_RUN_RECIPE`
-    (learning rate 0.2 at batch 32, no regulariser); from `PAPER_RUN_EPOCHS`
-    on, the paper's learning rate and regularisers (cutout, drop path, the
-    auxiliary head, label smoothing); in between, each of those settings
+    (learning rate 0.2 at batch 32, no regulariser but twice the paper's
+    weight decay); from `PAPER_RUN_EPOCHS` on, the paper's learning rate,
+    weight decay and regularisers (cutout, drop path, the auxiliary head,
+    label smoothing); in between, each of those settings
     moves from one to the other with the logarithm of the epochs. Every
     length recomputes the batch-norm statistics after training and refits
     the mixture weights on served logits; grayscale images train without
     augmentation (flips and crops of glyphs such as digits mislead a short
     run). The rule and the measurements it comes from are in
-    `benchmarks/README.md` ("The recipe fitted to the run").
+    `benchmarks/README.md` ("The recipe fitted to the run", "Weight decay
+    for short runs").
 
     Args:
         epochs_per_member: float, passes over the training data per member;

@@ -93,6 +93,8 @@ BAD_ARGUMENTS = [
     ({"mixture_fit": "late"}, ValueError, "mixture_fit='late'"),
     ({"drop_path_keep_prob": 0}, ValueError, r"in \(0.0, 1.0\]. Received: drop_path_keep_prob=0"),
     ({"label_smoothing": 1.0}, ValueError, "label_smoothing=1.0"),
+    ({"weight_decay": -1e-4}, ValueError, "weight_decay=-0.0001"),
+    ({"weight_decay": "1e-3"}, TypeError, "weight_decay='1e-3'"),
     ({"warmup": -0.1}, ValueError, "warmup=-0.1"),
     ({"cutout_size": -1}, ValueError, "cutout_size=-1"),
     (

@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from keras_adanas import AdaNASClassifier, Architecture, parse_budget
+from keras_adanas.recipe import SHORT_RUN_RECIPE
 from keras_adanas.search import build_candidates
 
 ONE_AT_24 = Architecture.parse("1@24").count_params(10)
@@ -63,6 +64,10 @@ def test_learned_attributes(fitted):
     assert list(fitted.classes_[:3]) == ["airplane", "automobile", "bird"]
     assert [m["architecture"] for m in fitted.members_] == ["1@24", "1@24"]
     assert [m["params"] for m in fitted.members_] == [ONE_AT_24] * 2
+    # 3 steps a member: the short-run recipe's weight decay, d * sum(w**2) / 2.
+    assert SHORT_RUN_RECIPE.weight_decay == 1e-3
+    for member in fitted.ensemble_.members:
+        assert member.get_layer("stem_conv").kernel_regularizer.l2 == pytest.approx(5e-4)
     weights = fitted.ensemble_.mixture_weights.member_weights()
     assert [m["weight"] for m in fitted.members_] == pytest.approx(weights.tolist())
     report = fitted.history_[1]

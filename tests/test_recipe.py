@@ -33,6 +33,7 @@ def test_the_paper_recipe_is_the_papers():
         drop_path_keep_prob=0.6,
         auxiliary_weight=0.4,
         label_smoothing=0.1,
+        weight_decay=5e-4,
         warmup=0.0,
         recompute_batch_statistics=False,
         mixture_fit="training",
@@ -56,6 +57,7 @@ def test_each_knob_replaces_the_recipes_value():
         drop_path_keep_prob=1.0,
         auxiliary_weight=0.0,
         label_smoothing=0.0,
+        weight_decay=2e-4,
         warmup=0.1,
         recompute_statistics=True,
     )
@@ -68,6 +70,7 @@ def test_each_knob_replaces_the_recipes_value():
         drop_path_keep_prob=1.0,
         auxiliary_weight=0.0,
         label_smoothing=0.0,
+        weight_decay=2e-4,
         warmup=0.1,
         recompute_batch_statistics=True,
     )
@@ -86,7 +89,7 @@ def test_the_auto_recipe_follows_the_run_and_the_images():
     assert resolved == recipe_for(8, (28, 28, 1))
 
 
-def test_ten_epoch_members_train_with_a_high_rate_and_no_regulariser():
+def test_ten_epoch_members_train_with_a_high_rate_and_weight_decay_alone():
     assert SHORT_RUN_EPOCHS == 10
     assert (
         recipe_for(10, (32, 32, 3))
@@ -98,6 +101,7 @@ def test_ten_epoch_members_train_with_a_high_rate_and_no_regulariser():
             drop_path_keep_prob=1.0,
             auxiliary_weight=0.0,
             label_smoothing=0.0,
+            weight_decay=1e-3,
             warmup=0.0,
             recompute_batch_statistics=True,
             mixture_fit="refit",
@@ -127,6 +131,7 @@ def test_runs_in_between_move_in_proportion_to_the_log_of_the_epochs():
     assert recipe.drop_path_keep_prob == pytest.approx(0.8)
     assert recipe.auxiliary_weight == pytest.approx(0.2)
     assert recipe.label_smoothing == pytest.approx(0.05)
+    assert recipe.weight_decay == pytest.approx((1e-3 + 5e-4) / 2)
     assert recipe.cutout_size((32, 32, 3)) == 8
     assert recipe_for(30, (32, 32, 3)).learning_rate < 0.2
 
@@ -179,7 +184,13 @@ def test_a_search_trains_each_member_with_its_recipe(cifar10_path, monkeypatch):
     )
     config = IterationConfig(epochs=None, steps=4, batch_size=16, seed=0, recipe=recipe)
     candidates = build_candidates(
-        ["1@24"], 10, (32, 32, 3), 1, seed=0, drop_path_keep_prob=recipe.drop_path_keep_prob
+        ["1@24"],
+        10,
+        (32, 32, 3),
+        1,
+        seed=0,
+        drop_path_keep_prob=recipe.drop_path_keep_prob,
+        weight_decay=2e-4,
     )
     trained = train_candidates(1, candidates, train, config)
     distiller = trained.distiller
@@ -189,5 +200,7 @@ def test_a_search_trains_each_member_with_its_recipe(cifar10_path, monkeypatch):
     assert schedule["warmup_steps"] == 2  # half of the 4 steps
     assert schedule["warmup_target"] == pytest.approx(0.0125)  # 0.025 at batch 32, 16 here
     assert candidates[0].drop_path_keep_prob == 1.0
+    # The reference's d * sum(w**2) / 2 is Keras' L2(d / 2), on every kernel.
+    assert candidates[0].get_layer("stem_conv").kernel_regularizer.l2 == pytest.approx(1e-4)
     assert recomputed == [(candidates[0].name, 64)]
     assert np.isfinite(trained.train_losses[0])

@@ -3,7 +3,7 @@
 import hashlib
 
 from keras_adanas.nasnet import NASNetA
-from keras_adanas.nasnet.ops import DROP_PATH_KEEP_PROB
+from keras_adanas.nasnet.ops import DROP_PATH_KEEP_PROB, WEIGHT_DECAY
 
 
 def candidate_seed(seed, iteration, index):
@@ -30,12 +30,14 @@ def build_candidates(
     dtype=None,
     drop_path_keep_prob=DROP_PATH_KEEP_PROB,
     auxiliary_head=True,
+    weight_decay=WEIGHT_DECAY,
 ):
     """Builds the iteration's untrained candidates, each with a unique name,
     under the dtype policy `dtype` (None: Keras' global policy), with drop
-    path to `drop_path_keep_prob` (1: none), and with the auxiliary head
-    when `auxiliary_head` (a recipe whose auxiliary weight is 0 trains
-    without it: its loss would count for nothing)."""
+    path to `drop_path_keep_prob` (1: none), the kernels' L2 decay
+    `weight_decay`, and with the auxiliary head when `auxiliary_head` (a
+    recipe whose auxiliary weight is 0 trains without it: its loss would
+    count for nothing)."""
     return [
         NASNetA(
             architecture,
@@ -45,6 +47,7 @@ def build_candidates(
             seed=None if seed is None else candidate_seed(seed, iteration, j),
             dtype=dtype,
             drop_path_keep_prob=drop_path_keep_prob,
+            weight_decay=weight_decay,
             name=f"iteration_{iteration}_candidate_{j}",
         )
         for j, architecture in enumerate(architectures)

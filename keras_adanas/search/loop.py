@@ -162,6 +162,7 @@ class Search:
                 iteration_config.seed,
                 dtype=self.config.dtype_policy,
                 drop_path_keep_prob=iteration_config.recipe.drop_path_keep_prob,
+                weight_decay=iteration_config.recipe.weight_decay,
                 auxiliary_head=iteration_config.recipe.auxiliary_weight > 0,
             )
             return train_candidates(
