@@ -177,8 +177,9 @@ def compile_subnetwork(
     """Compiles a lone `NASNetA` with a recipe and starts its drop-path schedule.
 
     The recipe's learning rate, warm-up, label smoothing and auxiliary weight
-    apply here; its drop-path keep probability is the model's own
-    (`NASNetA(drop_path_keep_prob=...)`), and its augmentation is the data's.
+    apply here; its drop-path keep probability and weight decay are the
+    model's own (`NASNetA(drop_path_keep_prob=..., weight_decay=...)`), and
+    its augmentation is the data's.
 
     Args:
         model: a `NASNetA`, with or without its auxiliary head.
@@ -295,8 +296,8 @@ def recipe_for(epochs_per_member, image_shape):
     the mixture weights on served logits; grayscale images train without
     augmentation (flips and crops of glyphs such as digits mislead a short
     run). The rule and the measurements it comes from are in
-    `benchmarks/README.md` ("The recipe fitted to the run", "Weight decay
-    for short runs").
+    `benchmarks/README.md` ("The recipe fitted to the run"; the weight
+    decay: "a 10-minute member's learning rate and weight decay").
 
     Args:
         epochs_per_member: float, passes over the training data per member;
