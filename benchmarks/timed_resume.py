@@ -7,14 +7,16 @@ Runs `AdaNASClassifier(time_limit=SECONDS, directory=D, seed=seed).fit` on
 the training split of `--data` in a child process, kills it (SIGKILL)
 `--kill-after` seconds after its `fit` began (data loading excluded), then
 runs the same command again in a new process, which resumes from the project
-directory. Prints one line per process and a last line with:
+directory. Prints when the first process was killed, the resumed process's
+line that names the backup it restored, and a last line with:
 - the user's `fit` wall time in all (the killed `fit`'s seconds up to the
   kill, plus the resumed `fit`'s seconds) against the limit;
 - the seconds the finished search recorded (the time it counts against the
   limit; the training lost between the last backup and the kill is not in
   them);
-- whether the resumed process restored an epoch backup, the epochs its
-  member trained and the test accuracy.
+- the members, the epochs each trained and the test accuracy.
+The kill time is counted from when this process reads the child's
+`FIT_STARTED` line (it polls the child's log every 0.2 s).
 `--json` appends the result as one JSON line.
 """
 

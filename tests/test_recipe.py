@@ -181,6 +181,7 @@ def test_a_search_trains_each_member_with_its_recipe(cifar10_path, monkeypatch):
         warmup=0.5,
         recompute_batch_statistics=True,
         cutout=0.25,
+        weight_decay=2e-4,
     )
     config = IterationConfig(epochs=None, steps=4, batch_size=16, seed=0, recipe=recipe)
     candidates = build_candidates(
@@ -190,7 +191,7 @@ def test_a_search_trains_each_member_with_its_recipe(cifar10_path, monkeypatch):
         1,
         seed=0,
         drop_path_keep_prob=recipe.drop_path_keep_prob,
-        weight_decay=2e-4,
+        weight_decay=recipe.weight_decay,
     )
     trained = train_candidates(1, candidates, train, config)
     distiller = trained.distiller
