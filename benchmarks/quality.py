@@ -9,7 +9,8 @@ what a user would otherwise train in the same time.
 With `--time-limit SECONDS`, the runs (`--runs`, by default all three) each
 get the same wall time once the data is loaded:
 - `search`: `AdaNASClassifier(time_limit=SECONDS, seed=seed)`, nothing else
-  given (`--architecture N@F` names its members);
+  given (`--architecture N@F` names its members, `--max-iterations K`
+  caps how many it grows);
 - `tower`: one NASNet-A of the search's served parameter count (the `N@F`
   with its first member's N whose count is nearest), `max_iterations=1`,
   the same time limit and the default recipe; when the search's ensemble is
@@ -195,6 +196,7 @@ def timed_search(name, settings, train, test, seed):
         "run": name,
         "seed": seed,
         "time_limit": settings["time_limit"],
+        "max_iterations": settings.get("max_iterations"),
         "members": [m["architecture"] for m in classifier.members_],
         "params": sum(m["params"] for m in classifier.members_),
         "epochs_per_member": [
@@ -207,12 +209,14 @@ def timed_search(name, settings, train, test, seed):
     }
 
 
-def timed_runs(names, time_limit, train, test, seed, architecture=None):
+def timed_runs(names, time_limit, train, test, seed, architecture=None, max_iterations=None):
     """The rows of `names` (among `TIMED_RUNS`) for one seed, in turn."""
     rows = []
     search = None
     if "search" in names or "tower" in names:
         settings = {"time_limit": time_limit, "architecture": architecture}
+        if max_iterations is not None:
+            settings["max_iterations"] = max_iterations
         search = timed_search("search", settings, train, test, seed)
         if "search" in names:
             rows.append(search)
@@ -308,6 +312,9 @@ def main():
     parser.add_argument(
         "--architecture", default=None, help="the timed search's N@F (default: it sizes it)"
     )
+    parser.add_argument(
+        "--max-iterations", type=int, default=None, help="cap on the timed search's members"
+    )
     parser.add_argument("--data", default=os.path.join(default_data_dir(), "cifar10-dev.npz"))
     parser.add_argument("--json", default=None, help="append one JSON line per run here")
     parser.add_argument(
@@ -328,7 +335,10 @@ def main():
             raise ValueError(f"`--runs` with a time limit names runs among {TIMED_RUNS}.")
         rows = []
         for seed in seeds:
-            for row in timed_runs(names, args.time_limit, train, test, seed, args.architecture):
+            runs = timed_runs(
+                names, args.time_limit, train, test, seed, args.architecture, args.max_iterations
+            )
+            for row in runs:
                 rows.append(report(row, args.json))
         print("\n" + timed_summary(rows))
         return

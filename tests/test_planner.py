@@ -155,6 +155,48 @@ def test_a_replan_fills_the_time_left_at_the_step_time_measured_since():
     assert planner.replan(plan, 50, seconds_per_step=0.1).steps == 50
 
 
+def test_the_first_epochs_measured_slower_plan_fewer_longer_members():
+    """Timed at 0.1 s a step, the first iteration planned 5 members of 116 s;
+    its first epoch ran at 0.25 s a step. Its first replan plans the 2
+    members that 10 epochs at 0.25 s afford, and the iteration takes half of
+    the limit; later replans leave the number alone."""
+    clock, planner, plan = planned_after_ten_seconds(600)
+    assert plan.planned_iterations == 5
+    clock.now += 25  # the first epoch: 100 steps at 0.25 s
+    replanned = planner.replan(plan, CALIBRATION_STEPS + 100, seconds_per_step=0.25)
+    member = MIN_EPOCHS_PER_MEMBER * 100 * 0.25 + plan.reserved_seconds + 10
+    assert int(SAFETY_FRACTION * 600 // member) == 2
+    assert replanned.planned_iterations == planner.planned_iterations == 2
+    assert replanned.seconds == pytest.approx(SAFETY_FRACTION * 600 / 2)
+    # (291 - 1.0 reserved - 35 spent) / 0.25 = 1020 steps more.
+    assert replanned.steps == CALIBRATION_STEPS + 100 + 1020
+    clock.now += 50
+    again = planner.replan(replanned, CALIBRATION_STEPS + 300, seconds_per_step=0.5)
+    assert again.planned_iterations == 2 and again.seconds == replanned.seconds
+
+
+def test_the_first_epochs_measured_faster_plan_more_members():
+    clock, planner, plan = planned_after_ten_seconds(200)
+    assert plan.planned_iterations == 1  # 194 s: one member of 10 epochs at 0.1 s
+    clock.now += 5  # the first epoch: 100 steps at 0.05 s
+    replanned = planner.replan(plan, CALIBRATION_STEPS + 100, seconds_per_step=0.05)
+    assert replanned.planned_iterations == 3  # 194 // (50 + 1 + 10)
+    assert replanned.seconds == pytest.approx(SAFETY_FRACTION * 200 / 3)
+    assert replanned.steps == CALIBRATION_STEPS + 100 + int((194 / 3 - 1 - 15) / 0.05)
+    # max_iterations caps the new number as it capped the first.
+    clock, planner, plan = planned_after_ten_seconds(200, max_iterations=2)
+    clock.now += 5
+    assert planner.replan(plan, 108, seconds_per_step=0.05).planned_iterations == 2
+
+
+def test_a_recount_that_would_end_the_iteration_at_once_is_not_taken():
+    clock, planner, plan = planned_after_ten_seconds(200)
+    clock.now += 100  # 1,000 steps at 0.1 s, then the step sped up tenfold
+    replanned = planner.replan(plan, CALIBRATION_STEPS + 1000, seconds_per_step=0.01)
+    assert (replanned.planned_iterations, replanned.seconds) == (1, plan.seconds)
+    assert planner.planned_iterations == 1
+
+
 class FakeTraining:
     """Stands for `fit`: trains `steps_per_epoch` steps an epoch of
     `seconds_per_step` each on `clock`, with Keras' stopping rules, calling
@@ -341,6 +383,10 @@ def test_an_iteration_resumed_from_its_backup_keeps_its_share_and_its_count():
     )
     # What a later iteration must find left: the overhead, not the 103 s.
     assert resumed.fixed_seconds == pytest.approx(10 + reserve)
+    # Its first epochs were measured before: a slower step keeps the count.
+    clock.now += 30
+    slower = resumed.replan(plan, 1208, seconds_per_step=0.3)
+    assert (slower.planned_iterations, slower.seconds) == (3, plan.seconds)
 
 
 def test_a_time_limited_backup_is_read_only_with_its_progress(tmp_path):

@@ -6,11 +6,14 @@ planner for an `IterationPlan`: the share of the time left it gets, minus
 what its selection is expected to take, at the measured step time, is the
 number of steps its learning-rate and drop-path schedules then span; as it
 trains, `replan` fits the rest to the step time measured since. The
-first iteration also fixes how many iterations the search plans: as many as
-give each member at least `MIN_EPOCHS_PER_MEMBER` passes over the data, on
-top of what the first spent compiling, timing and selecting (at least one,
-at most `max_iterations`), so that a short limit trains one well-trained
-member rather than several half-trained ones.
+first iteration also decides how many iterations the search plans: as many
+as give each member at least `MIN_EPOCHS_PER_MEMBER` passes over the data,
+on top of what the first spent compiling, timing and selecting (at least
+one, at most `max_iterations`), so that a short limit trains one
+well-trained member rather than several half-trained ones. A few timed steps
+can misjudge the step the whole iteration runs at, so each iteration's first
+`replan` (after its first epochs) decides that number again from the step
+time measured over them, and the iteration takes its new share.
 """
 
 import dataclasses
@@ -99,7 +102,8 @@ class IterationPlan:
             writing are expected to take.
         steps: int, training steps planned, the calibration's included
             (after a `TimePlanner.replan`, as planned anew).
-        planned_iterations: int, the iterations the search plans in all.
+        planned_iterations: int, the iterations the search plans in all
+            (as last decided: see `TimePlanner.replan`).
         replanned_seconds_per_step: float or None, the step time measured
             over the epochs trained when the rest was last planned anew
             (`TimePlanner.replan`, after each epoch).
@@ -156,6 +160,8 @@ class TimePlanner:
         self.iterations_done = 0
         self.iteration_started = None
         self.last_overhead = None
+        self.steps_per_epoch = None
+        self.recount_pending = False
 
     def remaining(self):
         """Seconds left before the planned end."""
@@ -177,6 +183,7 @@ class TimePlanner:
     def begin_iteration(self):
         """Marks an iteration's start (its share counts from here)."""
         self.iteration_started = self.clock()
+        self.recount_pending = True
 
     def resume_iteration(self, seconds, planned_iterations):
         """Goes on with an iteration an earlier run began and backed up.
@@ -193,6 +200,7 @@ class TimePlanner:
         self.deadline -= float(seconds)
         self.iteration_started -= float(seconds)
         self.planned_iterations = max(int(planned_iterations) - self.iterations_before, 1)
+        self.recount_pending = False  # its first epochs were measured before
 
     def plan(
         self,
@@ -232,13 +240,10 @@ class TimePlanner:
             overhead_seconds = elapsed_seconds
         now_left = self.remaining()
         reserve = self.selection_seconds(seconds_per_step, selection_steps, compile_seconds)
+        self.steps_per_epoch = int(steps_per_epoch)
         if self.planned_iterations is None:
-            member_seconds = (
-                MIN_EPOCHS_PER_MEMBER * steps_per_epoch * seconds_per_step
-                + reserve
-                + overhead_seconds
-            )
-            affordable = int((now_left + elapsed_seconds) // max(member_seconds, 1e-9))
+            member_seconds = self._member_seconds(seconds_per_step, reserve, overhead_seconds)
+            affordable = int((now_left + elapsed_seconds) // member_seconds)
             self.planned_iterations = min(max(affordable, 1), self.max_iterations)
         iterations_left = max(self.planned_iterations - self.iterations_done, 1)
         share = (now_left + elapsed_seconds) / iterations_left
@@ -256,14 +261,30 @@ class TimePlanner:
             overhead_seconds=float(overhead_seconds),
         )
 
+    def _member_seconds(self, seconds_per_step, reserve, overhead_seconds):
+        """What a member of `MIN_EPOCHS_PER_MEMBER` epochs takes in all."""
+        epochs_seconds = MIN_EPOCHS_PER_MEMBER * self.steps_per_epoch * seconds_per_step
+        return max(epochs_seconds + reserve + overhead_seconds, 1e-9)
+
     def replan(self, plan, steps_done, seconds_per_step):
         """`plan` with its steps planned anew once `steps_done` steps have
         trained at a measured `seconds_per_step`: those done and as many as
         fit before its training deadline.
 
+        The first replan of an iteration begun in this run also decides
+        anew how many iterations the search plans, by the rule of `plan`
+        at the step time measured over the iteration's first epochs; when
+        the number changes, the iteration's share (`IterationPlan.seconds`)
+        becomes what is left over the iterations left, itself included.
+        (A number that would end the iteration's training at once is not
+        taken.)
+
         Returns:
             An `IterationPlan` (its `replanned_seconds_per_step` set).
         """
+        if self.recount_pending:
+            self.recount_pending = False
+            plan = self._recounted(plan, seconds_per_step)
         left = self.training_deadline(plan) - self.clock()
         more = max(math.floor(left / max(seconds_per_step, 1e-9) + 1e-6), 0)
         return dataclasses.replace(
@@ -271,6 +292,27 @@ class TimePlanner:
             steps=int(steps_done) + more,
             replanned_seconds_per_step=float(seconds_per_step),
         )
+
+    def _recounted(self, plan, seconds_per_step):
+        """`plan` with the iterations counted anew at `seconds_per_step`."""
+        elapsed = self.clock() - self.iteration_started
+        available = self.remaining() + elapsed  # this iteration's and the later ones'
+        member_seconds = self._member_seconds(
+            seconds_per_step, plan.reserved_seconds, plan.overhead_seconds
+        )
+        affordable = max(int(available // member_seconds), 1)
+        planned = min(self.iterations_done + affordable, self.max_iterations)
+        if planned == self.planned_iterations:
+            return plan
+        recounted = dataclasses.replace(
+            plan,
+            seconds=available / (planned - self.iterations_done),
+            planned_iterations=self.iterations_before + planned,
+        )
+        if self.training_deadline(recounted) <= self.clock():
+            return plan
+        self.planned_iterations = planned
+        return recounted
 
     def training_deadline(self, plan):
         """The clock reading by which the iteration's training must end."""
