@@ -14,7 +14,12 @@ import pytest
 from keras_adanas import AdaNASClassifier
 from keras_adanas.backup import IterationBackup
 from keras_adanas.io_utils import read_json, write_json_atomically
-from keras_adanas.search.calibration import Deadline, TimedProgress, train_to_plan
+from keras_adanas.search.calibration import (
+    REPLANS_PER_ITERATION,
+    Deadline,
+    TimedProgress,
+    train_to_plan,
+)
 from keras_adanas.search.planner import (
     CALIBRATION_STEPS,
     MIN_EPOCHS_PER_MEMBER,
@@ -294,6 +299,34 @@ def test_training_to_plan_follows_a_step_that_speeds_up_on_the_way():
     # what is left, down to 100 steps.
     assert training.steps_per_call[0] == 50 * math.ceil(plan.steps / 8 / 50)
     assert training.steps_per_call[-1] <= 100
+
+
+def test_training_to_a_recounted_plan_runs_to_its_new_deadline():
+    """Timed at 0.1 s a step, the first iteration planned 5 members; its
+    steps take 0.25 s, so its first replan plans 2 and doubles its share
+    and more. Training goes on to the new deadline in calls of whole epochs
+    (not a step a call against the old deadline) and ends with its
+    schedules complete."""
+    clock, planner, plan = planned_after_ten_seconds(600, steps_per_epoch=50)
+    assert plan.planned_iterations == 5
+    deadline = Deadline(planner.training_deadline(plan), clock)
+    training = FakeTraining(clock, deadline, 0.25)
+    lengths = []
+    _, final = train_to_plan(
+        training,
+        plan,
+        planner,
+        deadline,
+        steps_per_pass=50,
+        on_plan=lambda plan, done: lengths.append((plan.steps, done)),
+    )
+    assert final.planned_iterations == 2
+    assert deadline.deadline == planner.training_deadline(final) > planner.training_deadline(plan)
+    assert 0 <= deadline.deadline - clock.now < 0.25 + 1e-9
+    trained = CALIBRATION_STEPS + deadline.steps_trained
+    assert final.steps == trained == lengths[-1][0]
+    assert min(training.steps_per_call[:-1]) >= 100
+    assert len(training.calls) <= 2 * REPLANS_PER_ITERATION
 
 
 def test_later_iterations_share_what_is_left_and_reserve_the_measured_overhead():

@@ -223,8 +223,9 @@ def train_to_plan(
     steps, at most an eighth of the plan, and at most half the steps left
     (so that the calls shorten towards the end). After each call, the wall
     time per step of that call (its overhead included) plans the rest anew
-    (`TimePlanner.replan`) and the schedules take the new length. A plan
-    that is complete is not stretched.
+    (`TimePlanner.replan`), `deadline` takes the new plan's training
+    deadline, and the schedules take the new length. A plan that is
+    complete is not stretched.
 
     Args:
         fit: callable `(epochs, steps_per_epoch, initial_epoch,
@@ -266,5 +267,7 @@ def train_to_plan(
             call_steps = max(deadline.steps_trained - trained_before, 1)
             seconds_per_step = (planner.clock() - call_started) / call_steps
             plan = planner.replan(plan, steps_done, seconds_per_step)
+            # A new number of iterations moves the training deadline too.
+            deadline.deadline = planner.training_deadline(plan)
             on_plan(plan, steps_done)
     return history, plan
