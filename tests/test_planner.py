@@ -248,12 +248,14 @@ class FakeTraining:
         return "history"
 
 
-def train_fake_to_plan(limit, seconds_per_step):
+def train_fake_to_plan(limit, seconds_per_step, max_iterations=1):
     """Plans a first iteration of `limit` seconds on a fake clock (step timed
     at 0.1 s, 50 steps an epoch) and trains it with `FakeTraining` at
     `seconds_per_step`. Returns `(planner, plan, final plan, training,
     steps trained, schedule lengths set)`."""
-    clock, planner, plan = planned_after_ten_seconds(limit, max_iterations=1, steps_per_epoch=50)
+    clock, planner, plan = planned_after_ten_seconds(
+        limit, max_iterations=max_iterations, steps_per_epoch=50
+    )
     deadline = Deadline(planner.training_deadline(plan), clock)
     training = FakeTraining(clock, deadline, seconds_per_step)
     lengths = []
@@ -307,23 +309,14 @@ def test_training_to_a_recounted_plan_runs_to_its_new_deadline():
     and more. Training goes on to the new deadline in calls of whole epochs
     (not a step a call against the old deadline) and ends with its
     schedules complete."""
-    clock, planner, plan = planned_after_ten_seconds(600, steps_per_epoch=50)
-    assert plan.planned_iterations == 5
-    deadline = Deadline(planner.training_deadline(plan), clock)
-    training = FakeTraining(clock, deadline, 0.25)
-    lengths = []
-    _, final = train_to_plan(
-        training,
-        plan,
-        planner,
-        deadline,
-        steps_per_pass=50,
-        on_plan=lambda plan, done: lengths.append((plan.steps, done)),
+    planner, plan, final, training, trained, lengths = train_fake_to_plan(
+        600, 0.25, max_iterations=10
     )
+    assert plan.planned_iterations == 5
+    deadline, clock = training.deadline, training.clock
     assert final.planned_iterations == 2
     assert deadline.deadline == planner.training_deadline(final) > planner.training_deadline(plan)
     assert 0 <= deadline.deadline - clock.now < 0.25 + 1e-9
-    trained = CALIBRATION_STEPS + deadline.steps_trained
     assert final.steps == trained == lengths[-1][0]
     assert min(training.steps_per_call[:-1]) >= 100
     assert len(training.calls) <= 2 * REPLANS_PER_ITERATION
