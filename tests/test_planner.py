@@ -162,9 +162,10 @@ def test_a_replan_fills_the_time_left_at_the_step_time_measured_since():
 
 def test_the_first_epochs_measured_slower_plan_fewer_longer_members():
     """Timed at 0.1 s a step, the first iteration planned 5 members of 116 s;
-    its first epoch ran at 0.25 s a step. Its first replan plans the 2
-    members that 10 epochs at 0.25 s afford, and the iteration takes half of
-    the limit; later replans leave the number alone."""
+    its first epochs ran at 0.25 s a step. Its first replan plans the 2
+    members of `MIN_EPOCHS_PER_MEMBER` epochs that 0.25 s a step affords, and
+    the iteration takes half of the limit; later replans leave the number
+    alone."""
     clock, planner, plan = planned_after_ten_seconds(600, steps_per_epoch=50)
     assert plan.planned_iterations == 5
     clock.now += 25  # the first epochs: 100 steps at 0.25 s

@@ -243,9 +243,9 @@ class TimePlanner:
         reserve = self.selection_seconds(seconds_per_step, selection_steps, compile_seconds)
         self.steps_per_epoch = int(steps_per_epoch)
         if self.planned_iterations is None:
-            member_seconds = self._member_seconds(seconds_per_step, reserve, overhead_seconds)
-            affordable = int((now_left + elapsed_seconds) // member_seconds)
-            self.planned_iterations = min(max(affordable, 1), self.max_iterations)
+            self.planned_iterations = self._affordable_iterations(
+                now_left + elapsed_seconds, seconds_per_step, reserve, overhead_seconds
+            )
         iterations_left = max(self.planned_iterations - self.iterations_done, 1)
         share = (now_left + elapsed_seconds) / iterations_left
         training_left = share - elapsed_seconds - reserve
@@ -262,10 +262,15 @@ class TimePlanner:
             overhead_seconds=float(overhead_seconds),
         )
 
-    def _member_seconds(self, seconds_per_step, reserve, overhead_seconds):
-        """What a member of `MIN_EPOCHS_PER_MEMBER` epochs takes in all."""
+    def _affordable_iterations(self, available, seconds_per_step, reserve, overhead_seconds):
+        """The iterations of this run, those done included, that `available`
+        seconds from the current iteration's start afford: members of
+        `MIN_EPOCHS_PER_MEMBER` epochs with their reserve and overhead (at
+        least one more, at most `max_iterations`)."""
         epochs_seconds = MIN_EPOCHS_PER_MEMBER * self.steps_per_epoch * seconds_per_step
-        return max(epochs_seconds + reserve + overhead_seconds, 1e-9)
+        member_seconds = max(epochs_seconds + reserve + overhead_seconds, 1e-9)
+        affordable = max(int(available // member_seconds), 1)
+        return min(self.iterations_done + affordable, self.max_iterations)
 
     def replan(self, plan, steps_done, seconds_per_step):
         """`plan` with its steps planned anew once `steps_done` steps have
@@ -298,11 +303,9 @@ class TimePlanner:
         """`plan` with the iterations counted anew at `seconds_per_step`."""
         elapsed = self.clock() - self.iteration_started
         available = self.remaining() + elapsed  # this iteration's and the later ones'
-        member_seconds = self._member_seconds(
-            seconds_per_step, plan.reserved_seconds, plan.overhead_seconds
+        planned = self._affordable_iterations(
+            available, seconds_per_step, plan.reserved_seconds, plan.overhead_seconds
         )
-        affordable = max(int(available // member_seconds), 1)
-        planned = min(self.iterations_done + affordable, self.max_iterations)
         if planned == self.planned_iterations:
             return plan
         recounted = dataclasses.replace(
