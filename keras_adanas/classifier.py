@@ -70,7 +70,8 @@ class AdaNASClassifier(EnsemblePredictions, ClassifierMixin, BaseEstimator):
             schedules spanning them), so that it ends within the limit with
             an ensemble of at least one member (`keras_adanas.search.planner`);
             `epochs_per_iteration`/`steps_per_iteration` are then ignored. A
-            resumed search counts what its earlier runs spent.
+            resumed search counts what its earlier runs spent. Refused with
+            a strategy whose replicas span several workers.
         batch_size: int, the global batch size.
         recipe: `"auto"` (fitted to how long each member trains and to the
             images, `keras_adanas.recipe.recipe_for`) or `"paper"` (the

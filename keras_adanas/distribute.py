@@ -151,11 +151,17 @@ def replicas_in_sync():
     return int(_tf().distribute.get_strategy().num_replicas_in_sync)
 
 
-def spans_workers():
-    """Whether the current TF strategy's replicas span several processes."""
+def spans_workers(strategy=None):
+    """Whether a TF strategy's replicas span several processes.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`; None for the strategy in scope
+            (the default strategy outside any scope).
+    """
     if keras.backend.backend() != "tensorflow":
         return False
-    strategy = _tf().distribute.get_strategy()
+    if strategy is None:
+        strategy = _tf().distribute.get_strategy()
     if strategy.num_replicas_in_sync == 1:
         return False  # The default strategy has no `worker_devices`.
     return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)

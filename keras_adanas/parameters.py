@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_adanas.architecture import Architecture
 from keras_adanas.distillation import Distillation
-from keras_adanas.distribute import num_replicas
+from keras_adanas.distribute import num_replicas, spans_workers
 from keras_adanas.ensemble import MIXTURE_KINDS
 from keras_adanas.generators import get_generator
 from keras_adanas.io_utils import check_folder_path, plain_json
@@ -297,6 +297,15 @@ def check_with_strategy(params, strategy):
             f"only; the strategy has {replicas} replicas. Use "
             "'mixed_bfloat16' or `strategy='default'`. Received: "
             f"dtype_policy={params['dtype_policy']!r}"
+        )
+    if params["time_limit"] is not None and strategy is not None and spans_workers(strategy):
+        # Each worker would time its steps and stop by its own clock: workers
+        # that stop a step apart wait on each other's collectives for ever.
+        raise ValueError(
+            "`time_limit` plans the search on one machine's clock and cannot be used "
+            "with a strategy whose replicas span several workers. Give "
+            "`epochs_per_iteration` and `max_iterations` instead. Received: "
+            f"time_limit={params['time_limit']!r}"
         )
     if params["tensorboard"] and params["directory"] is None:
         raise ValueError(

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -288,6 +289,31 @@ def test_loss_scaling_on_several_replicas_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="one device only; the strategy has 2 replicas"):
         classifier.fit(images, np.arange(8) % 2)
     assert not directory.exists()
+
+
+def test_a_time_limit_across_workers_is_refused(tmp_path, monkeypatch):
+    """Workers that each stop by their own clock could stop a step apart and
+    wait on each other's collectives for ever: refused before anything is
+    written. On one machine's replicas the limit stands."""
+    import keras_adanas.classifier
+    import keras_adanas.parameters
+
+    images = np.zeros((8, 32, 32, 3), "uint8")
+    directory = tmp_path / "project"
+    two_workers = types.SimpleNamespace(num_replicas_in_sync=2)
+    monkeypatch.setattr(keras_adanas.parameters, "spans_workers", lambda strategy: True)
+    monkeypatch.setattr(keras_adanas.classifier, "resolve_strategy", lambda name: two_workers)
+    classifier = AdaNASClassifier(architecture="1@24", time_limit="10m", directory=directory)
+    with pytest.raises(ValueError, match=r"span several workers.*time_limit='10m'"):
+        classifier.fit(images, np.arange(8) % 2)
+    assert not directory.exists()
+    keras_adanas.parameters.check_with_strategy(
+        classifier.set_params(time_limit=None).get_params(deep=False), two_workers
+    )
+    monkeypatch.setattr(keras_adanas.parameters, "spans_workers", lambda strategy: False)
+    keras_adanas.parameters.check_with_strategy(
+        classifier.set_params(time_limit="10m").get_params(deep=False), two_workers
+    )
 
 
 @pytest.mark.slow
