@@ -105,10 +105,10 @@ def test_the_first_iteration_plans_how_many_members_the_limit_affords():
     assert planner.can_start_iteration()
     planner.begin_iteration()
     clock.now += 10  # compiling and calibrating
-    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=50, selection_steps=20)
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=25, selection_steps=20)
     reserve = SELECTION_COST * 0.1 * 20
     left = SAFETY_FRACTION * 600 - 10
-    member = MIN_EPOCHS_PER_MEMBER * 50 * 0.1 + reserve + 10
+    member = MIN_EPOCHS_PER_MEMBER * 25 * 0.1 + reserve + 10
     assert plan.planned_iterations == int((left + 10) // member) == 5
     assert plan.seconds == pytest.approx((left + 10) / 5)
     assert plan.reserved_seconds == pytest.approx(reserve)
@@ -121,7 +121,7 @@ def test_max_iterations_caps_the_plan_and_each_member_gets_more_time():
     planner = TimePlanner(600, max_iterations=2, clock=clock)
     planner.begin_iteration()
     clock.now += 10
-    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=50, selection_steps=20)
+    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=25, selection_steps=20)
     assert plan.planned_iterations == 2
     assert plan.seconds == pytest.approx(SAFETY_FRACTION * 600 / 2)
 
@@ -166,11 +166,11 @@ def test_the_first_epochs_measured_slower_plan_fewer_longer_members():
     members of `MIN_EPOCHS_PER_MEMBER` epochs that 0.25 s a step affords, and
     the iteration takes half of the limit; later replans leave the number
     alone."""
-    clock, planner, plan = planned_after_ten_seconds(600, steps_per_epoch=50)
+    clock, planner, plan = planned_after_ten_seconds(600, steps_per_epoch=25)
     assert plan.planned_iterations == 5
     clock.now += 25  # the first epochs: 100 steps at 0.25 s
     replanned = planner.replan(plan, CALIBRATION_STEPS + 100, seconds_per_step=0.25)
-    member = MIN_EPOCHS_PER_MEMBER * 50 * 0.25 + plan.reserved_seconds + 10
+    member = MIN_EPOCHS_PER_MEMBER * 25 * 0.25 + plan.reserved_seconds + 10
     assert int(SAFETY_FRACTION * 600 // member) == 2
     assert replanned.planned_iterations == planner.planned_iterations == 2
     assert replanned.seconds == pytest.approx(SAFETY_FRACTION * 600 / 2)
@@ -182,15 +182,15 @@ def test_the_first_epochs_measured_slower_plan_fewer_longer_members():
 
 
 def test_the_first_epochs_measured_faster_plan_more_members():
-    clock, planner, plan = planned_after_ten_seconds(200, steps_per_epoch=50)
-    assert plan.planned_iterations == 1  # 194 s: one member of 20 epochs at 0.1 s
+    clock, planner, plan = planned_after_ten_seconds(200, steps_per_epoch=25)
+    assert plan.planned_iterations == 1  # 194 s: one member of 40 epochs at 0.1 s
     clock.now += 5  # the first epochs: 100 steps at 0.05 s
     replanned = planner.replan(plan, CALIBRATION_STEPS + 100, seconds_per_step=0.05)
     assert replanned.planned_iterations == 3  # 194 // (50 + 1 + 10)
     assert replanned.seconds == pytest.approx(SAFETY_FRACTION * 200 / 3)
     assert replanned.steps == CALIBRATION_STEPS + 100 + int((194 / 3 - 1 - 15) / 0.05)
     # max_iterations caps the new number as it capped the first.
-    clock, planner, plan = planned_after_ten_seconds(200, max_iterations=2, steps_per_epoch=50)
+    clock, planner, plan = planned_after_ten_seconds(200, max_iterations=2, steps_per_epoch=25)
     clock.now += 5
     assert planner.replan(plan, 108, seconds_per_step=0.05).planned_iterations == 2
 
@@ -311,7 +311,7 @@ def test_training_to_a_recounted_plan_runs_to_its_new_deadline():
     (not a step a call against the old deadline) and ends with its
     schedules complete."""
     planner, plan, final, training, trained, lengths = train_fake_to_plan(
-        600, 0.25, max_iterations=10
+        1200, 0.25, max_iterations=10
     )
     assert plan.planned_iterations == 5
     deadline, clock = training.deadline, training.clock
@@ -328,7 +328,7 @@ def test_later_iterations_share_what_is_left_and_reserve_the_measured_overhead()
     planner = TimePlanner(600, max_iterations=3, clock=clock)
     planner.begin_iteration()
     clock.now += 10
-    first = planner.plan(seconds_per_step=0.1, steps_per_epoch=50, selection_steps=20)
+    first = planner.plan(seconds_per_step=0.1, steps_per_epoch=25, selection_steps=20)
     clock.now = 1000 + first.seconds - first.reserved_seconds  # training ends on time
     training_ended = clock.now
     clock.now += 4  # selecting and writing took 4 s
@@ -336,7 +336,7 @@ def test_later_iterations_share_what_is_left_and_reserve_the_measured_overhead()
     assert planner.can_start_iteration()
     planner.begin_iteration()
     clock.now += 12
-    second = planner.plan(seconds_per_step=0.2, steps_per_epoch=50, selection_steps=20)
+    second = planner.plan(seconds_per_step=0.2, steps_per_epoch=25, selection_steps=20)
     left = 1000 + SAFETY_FRACTION * 600 - clock.now
     assert second.reserved_seconds == pytest.approx(4)
     assert second.seconds == pytest.approx((left + 12) / 2)
@@ -349,7 +349,7 @@ def test_no_iteration_starts_past_the_plan_or_without_time_for_its_overhead():
     planner = TimePlanner(100, max_iterations=5, clock=clock)
     planner.begin_iteration()
     clock.now += 30
-    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=5, selection_steps=5)
+    plan = planner.plan(seconds_per_step=0.05, steps_per_epoch=5, selection_steps=5)
     assert plan.planned_iterations == 2
     clock.now = 1000 + 90
     planner.end_iteration(clock.now - 1)
@@ -368,8 +368,9 @@ def test_a_resumed_search_counts_what_its_earlier_runs_spent():
     assert planner.remaining() == pytest.approx(SAFETY_FRACTION * 600 - 500)
     planner.begin_iteration()
     clock.now += 5
-    plan = planner.plan(seconds_per_step=0.1, steps_per_epoch=5, selection_steps=5)
-    assert plan.planned_iterations == 2 + int((82 + 5) // (20 * 5 * 0.1 + 0.25 + 5)) == 7
+    plan = planner.plan(seconds_per_step=0.05, steps_per_epoch=5, selection_steps=5)
+    member = MIN_EPOCHS_PER_MEMBER * 5 * 0.05 + 0.125 + 5  # epochs, reserve, overhead
+    assert plan.planned_iterations == 2 + int((82 + 5) // member) == 7
     over = TimePlanner(600, spent_seconds=700, max_iterations=8, iterations_before=2, clock=clock)
     assert not over.can_start_iteration()
     # With nothing finished before, the first iteration runs whatever is left.
@@ -383,7 +384,7 @@ def test_an_iteration_resumed_from_its_backup_keeps_its_share_and_its_count():
     100 s count against the limit, its share and its count of iterations
     stand, and its steps are those done plus what its share leaves after the
     3 s the new process took to restore it."""
-    clock, planner, first = planned_after_ten_seconds(600, max_iterations=3, steps_per_epoch=50)
+    clock, planner, first = planned_after_ten_seconds(600, max_iterations=3, steps_per_epoch=25)
     assert first.planned_iterations == 3 and first.overhead_seconds == 10
     assert first.seconds == pytest.approx(SAFETY_FRACTION * 600 / 3)
     reserve = first.reserved_seconds
@@ -396,7 +397,7 @@ def test_an_iteration_resumed_from_its_backup_keeps_its_share_and_its_count():
     assert resumed.remaining() == pytest.approx(SAFETY_FRACTION * 600 - 100 - 3)
     plan = resumed.plan(
         seconds_per_step=0.1,
-        steps_per_epoch=50,
+        steps_per_epoch=25,
         selection_steps=20,
         steps_done=908,
         overhead_seconds=first.overhead_seconds,

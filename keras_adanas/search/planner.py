@@ -29,11 +29,12 @@ CALIBRATION_STEPS = 8
 TIMED_CALIBRATION_STEPS = 5
 """The last steps of the calibration, whose median time is the step time."""
 
-MIN_EPOCHS_PER_MEMBER = 20
+MIN_EPOCHS_PER_MEMBER = 40
 """The fewest passes over the training data a member is planned to get when
 the limit leaves time for several (see benchmarks/README.md, "one member or
 two": at equal epochs in all, two members of 10 epochs scored below one of
-20, since a member that trains longer learns more than a second one adds)."""
+20, and two of 20 below one of 40, since a member that trains longer learns
+more than a second one adds)."""
 
 SAFETY_FRACTION = 0.97
 """The share of the limit the plan fills; the rest absorbs timing noise."""
